@@ -1,0 +1,47 @@
+//! The route table.
+
+mod dead_letters;
+mod health;
+mod onboardings;
+mod stages;
+mod templates;
+
+use crate::AppState;
+use crate::error::ApiError;
+use axum::Router;
+use axum::routing::{get, post};
+
+/// Every route, unauthenticated ones included.
+pub fn routes() -> Router<AppState> {
+    let v1 = Router::new()
+        .route(
+            "/onboardings",
+            post(onboardings::create).get(onboardings::list),
+        )
+        .route("/onboardings/{id}", get(onboardings::get))
+        .route("/onboardings/{id}/status", get(onboardings::status))
+        .route("/onboardings/{id}/audit", get(onboardings::audit))
+        .route("/onboardings/{id}/retry", post(onboardings::retry))
+        .route("/onboardings/{id}/cancel", post(onboardings::cancel))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/dead-letters/replay", post(dead_letters::replay_stage))
+        .route("/dead-letters/{id}/replay", post(dead_letters::replay))
+        .route("/dead-letters/{id}/discard", post(dead_letters::discard))
+        .route("/stages", get(stages::list))
+        .route("/stages/{name}/pause", post(stages::pause))
+        .route("/stages/{name}/resume", post(stages::resume))
+        .route("/templates", get(templates::list))
+        .route("/templates/{name}", get(templates::get).put(templates::put));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+}
+
+/// Parses a path id, 404 when it is not even of the right shape.
+fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::NotFound(format!("{what} {raw} not found")))
+}

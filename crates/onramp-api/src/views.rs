@@ -1,0 +1,125 @@
+//! The JSON shapes of the API (SPEC §7), built from store records.
+
+use onramp_core::audit::AuditEntry;
+use onramp_core::plan::progress;
+use onramp_core::time::Millis;
+use onramp_store::{DeadLetterRecord, OnboardingRecord, StageCounts, StepRecord, TemplateRecord};
+use serde_json::{Value, json};
+
+fn time(t: Millis) -> Value {
+    Value::String(t.to_rfc3339())
+}
+
+fn opt_time(t: Option<Millis>) -> Value {
+    t.map_or(Value::Null, time)
+}
+
+/// A step.
+pub fn step(s: &StepRecord) -> Value {
+    json!({
+        "id": s.id,
+        "seq": s.seq.0,
+        "task": s.task,
+        "stage": s.stage,
+        "kind": s.kind,
+        "status": s.status,
+        "attempts": s.attempts,
+        "assignee": s.assignee,
+        "scheduled_for": opt_time(s.scheduled_for),
+        "output": s.output,
+        "error": s.error,
+        "started_at": opt_time(s.started_at),
+        "finished_at": opt_time(s.finished_at),
+    })
+}
+
+/// An onboarding; with its steps when `with_steps`.
+pub fn onboarding(o: &OnboardingRecord, with_steps: bool) -> Value {
+    let mut v = json!({
+        "id": o.id,
+        "customer": o.customer,
+        "template": o.template.as_ref().map(|t| json!({"name": t.name, "version": t.version})),
+        "status": o.status,
+        "stage": o.stage,
+        "progress": progress(o.succeeded_steps, o.total_steps),
+        "priority": o.priority,
+        "error": o.error,
+        "retry_available": o.retry_available,
+        "created_at": time(o.created_at),
+        "updated_at": time(o.updated_at),
+        "completed_at": opt_time(o.completed_at),
+    });
+    if with_steps {
+        v["steps"] = o.steps.iter().map(step).collect();
+    }
+    v
+}
+
+/// `GET /v1/onboardings/{id}/status`.
+pub fn status(o: &OnboardingRecord) -> Value {
+    json!({
+        "id": o.id,
+        "status": o.status,
+        "stage": o.stage,
+        "progress": progress(o.succeeded_steps, o.total_steps),
+        "error": o.error,
+        "retry_available": o.retry_available,
+    })
+}
+
+/// An audit entry.
+pub fn audit_entry(e: &AuditEntry) -> Value {
+    json!({
+        "seq": e.seq,
+        "at": time(e.at),
+        "actor": e.actor,
+        "action": e.action,
+        "from": e.from,
+        "to": e.to,
+        "detail": e.detail,
+        "prev_hash": e.prev_hash,
+        "hash": e.hash,
+    })
+}
+
+/// A dead letter.
+pub fn dead_letter(d: &DeadLetterRecord) -> Value {
+    json!({
+        "id": d.id,
+        "onboarding_id": d.onboarding_id,
+        "step_seq": d.step_seq.0,
+        "task": d.task,
+        "stage": d.stage,
+        "attempts": d.attempts,
+        "error": d.error,
+        "dead_at": time(d.dead_at),
+    })
+}
+
+/// A stage with its counts.
+pub fn stage(c: &StageCounts, concurrency: usize) -> Value {
+    json!({
+        "name": c.stage,
+        "queued": c.queued,
+        "running": c.running,
+        "retrying": c.retrying,
+        "dead": c.dead,
+        "concurrency": concurrency,
+        "paused": c.paused,
+    })
+}
+
+/// A template version.
+pub fn template(t: &TemplateRecord) -> Value {
+    json!({
+        "name": t.name,
+        "version": t.version,
+        "tasks": t.tasks,
+        "created_at": time(t.created_at),
+    })
+}
+
+/// A page of items.
+pub fn page(items: Vec<Value>, next_cursor: Option<String>) -> Value {
+    json!({"items": items, "next_cursor": next_cursor})
+}

@@ -1,0 +1,29 @@
+//! onramp's pure domain: everything that decides, nothing that does IO.
+//!
+//! The storage backends and the engine call into this crate to decide what a change means
+//! (which state comes next, which audit entries and events it writes, how long to back off),
+//! and then carry the decision out themselves. Keeping decisions here makes them testable
+//! without a database and keeps the two backends from drifting apart.
+//!
+//! Invariants kept here:
+//! - every status change of an onboarding goes through [`onboarding::transition`], every
+//!   status change of a step through [`step::transition`];
+//! - time is read only through [`clock::Clock`] and randomness is passed in.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod backoff;
+pub mod clock;
+pub mod customer;
+pub mod events;
+pub mod ids;
+pub mod names;
+pub mod onboarding;
+pub mod outcome;
+pub mod plan;
+pub mod step;
+pub mod time;
+
+pub use ids::*;
+pub use names::*;

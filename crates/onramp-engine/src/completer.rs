@@ -1,0 +1,89 @@
+//! Commits decisions on steps, many per transaction.
+//!
+//! Workers send each attempt's decision here. The completer takes everything waiting (up to
+//! [`MAX_BATCH`]) and hands it to the store at once, so completions share commits (River's
+//! batch completer). A worker frees its concurrency slot as soon as the attempt has run:
+//! concurrency bounds the work done against external services, and a decision waiting for
+//! its commit does none, so the next claim can share the commit with it.
+
+use crate::Engine;
+use onramp_core::outcome::Resolution;
+use onramp_store::{StepFinish, StoreError, StoreResult};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Most decisions committed together.
+pub const MAX_BATCH: usize = 256;
+
+/// A handle for submitting decisions.
+#[derive(Debug, Clone)]
+pub struct Completer {
+    tx: mpsc::UnboundedSender<StepFinish>,
+}
+
+impl Completer {
+    /// Starts the completer; it stops once every handle is dropped and the queue is drained.
+    pub fn start(engine: Arc<Engine>) -> (Completer, JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(engine, rx));
+        (Completer { tx }, task)
+    }
+
+    /// Queues a decision.
+    pub fn submit(&self, finish: StepFinish) {
+        if let Err(e) = self.tx.send(finish) {
+            // Only during shutdown; the lease will expire and the step be retried.
+            tracing::warn!(step = ?e.0.step, "completer stopped; decision dropped");
+        }
+    }
+}
+
+async fn run(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<StepFinish>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        commit(&engine, std::mem::take(&mut batch)).await;
+    }
+}
+
+/// Commits decisions and arranges wake-ups for steps that become claimable later. Returns
+/// each decision's result in order.
+pub async fn commit(engine: &Engine, finishes: Vec<StepFinish>) -> Vec<StoreResult<()>> {
+    let wakes: Vec<_> = finishes
+        .iter()
+        .map(|f| match &f.resolution {
+            Resolution::ScheduleRetry { at, .. } => Some(*at),
+            Resolution::Defer { until, .. } => Some(*until),
+            _ => None,
+        })
+        .collect();
+    let refs: Vec<_> = finishes.iter().map(|f| f.step.clone()).collect();
+    let results = engine.store.finish_steps(finishes).await;
+    for ((result, wake_at), step) in results.iter().zip(wakes).zip(refs) {
+        match result {
+            Ok(()) => {
+                if let Some(at) = wake_at {
+                    schedule_wake(engine, &step, at);
+                }
+            }
+            Err(StoreError::Conflict(why)) => {
+                tracing::debug!(onboarding = %step.onboarding_id, seq = step.seq.0, %why, "decision refused: the step moved on");
+            }
+            Err(e) => {
+                tracing::error!(onboarding = %step.onboarding_id, seq = step.seq.0, error = %e, "could not commit a step decision; its lease will expire and it will run again");
+            }
+        }
+    }
+    results
+}
+
+/// Wakes the step's stage when it becomes claimable (polling would find it too, later).
+fn schedule_wake(engine: &Engine, step: &onramp_store::StepRef, at: onramp_core::time::Millis) {
+    let stage = step.stage.clone();
+    let delay = at.since(engine.clock.now());
+    let signals = engine.store.signals();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        signals.wake(&stage);
+    });
+}

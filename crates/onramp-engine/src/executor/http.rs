@@ -1,0 +1,208 @@
+//! `http` steps: one request to an external service per attempt.
+//!
+//! The request is rendered from the task's template (minijinja, strict: a reference to
+//! something missing is a permanent error naming it) with `customer`, `onboarding` and
+//! `steps.<task>.output` in scope. Every attempt carries the same
+//! `Idempotency-Key: <onboarding_id>:<step_seq>`, so a well-behaved service applies it once.
+//! The response is classified by [`classify_http`]; timeouts and connection errors are
+//! retryable.
+
+use crate::Engine;
+use onramp_config::{HttpTask, RequestTemplate};
+use onramp_core::outcome::{StepOutcome, classify_http, parse_retry_after};
+use onramp_store::{ClaimedStep, OnboardingRecord};
+use serde_json::{Map, Value, json};
+
+/// Largest response body kept as a step's output. A larger 2xx body still means success; the
+/// output is then `{"truncated": true, "max_bytes": MAX_OUTPUT_BYTES}`.
+pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
+
+/// Runs one attempt of an `http` step.
+pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOutcome {
+    let Some(service) = engine.config.services.get(&task.service) else {
+        return StepOutcome::Permanent(format!("service `{}` is not configured", task.service));
+    };
+    let onboarding = match engine.store.get_onboarding(&step.onboarding_id).await {
+        Ok(o) => o,
+        Err(e) => {
+            return StepOutcome::Retry {
+                error: format!("could not load the onboarding: {e}"),
+                after: None,
+            };
+        }
+    };
+    let request = match render(&task.request, &context(&onboarding)) {
+        Ok(r) => r,
+        Err(e) => return StepOutcome::Permanent(e),
+    };
+    let url = format!("{}{}", service.base_url.trim_end_matches('/'), request.path);
+    let method = match reqwest::Method::from_bytes(request.method.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return StepOutcome::Permanent(format!("invalid method {}", request.method)),
+    };
+    let mut builder = engine
+        .http
+        .request(method, &url)
+        .timeout(service.timeout)
+        .header(
+            "Idempotency-Key",
+            format!("{}:{}", step.onboarding_id, step.seq),
+        )
+        .query(&request.query);
+    let request_headers = request.headers.iter().map(|(k, v)| (k, v));
+    for (name, value) in service.headers.iter().chain(request_headers) {
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = &request.body {
+        builder = builder.json(body);
+    }
+    let response = match builder.send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let what = if e.is_timeout() {
+                format!("timed out after {:?}", service.timeout)
+            } else if e.is_connect() {
+                "could not connect".to_owned()
+            } else {
+                "request failed".to_owned()
+            };
+            return StepOutcome::Retry {
+                error: format!("{} {url}: {what}", request.method),
+                after: None,
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, engine.clock.now()));
+    let success = (200..300).contains(&status);
+    match read_capped(response).await {
+        Body::Complete(body) => classify_http(status, retry_after, body),
+        // SPEC §5: a 2xx is a success; only the output kept is capped.
+        Body::TooLarge if success => {
+            StepOutcome::Succeeded(json!({"truncated": true, "max_bytes": MAX_OUTPUT_BYTES}))
+        }
+        // The service answered 2xx but the connection broke mid-body: a connection error,
+        // retryable (the idempotency key makes the repeat safe).
+        Body::Broken(e) if success => StepOutcome::Retry {
+            error: format!("{} {url}: HTTP {status}, then {e}", request.method),
+            after: retry_after,
+        },
+        Body::TooLarge | Body::Broken(_) => classify_http(status, retry_after, Value::Null),
+    }
+}
+
+/// A response body as read.
+enum Body {
+    /// All of it, as JSON (a string when it is not JSON; null when empty).
+    Complete(Value),
+    /// Longer than [`MAX_OUTPUT_BYTES`]; reading stopped there.
+    TooLarge,
+    /// The connection failed while reading.
+    Broken(String),
+}
+
+async fn read_capped(mut response: reqwest::Response) -> Body {
+    let mut buf = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_OUTPUT_BYTES {
+                    return Body::TooLarge;
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return Body::Broken(format!("reading the response failed: {e}")),
+        }
+    }
+    if buf.is_empty() {
+        return Body::Complete(Value::Null);
+    }
+    Body::Complete(
+        serde_json::from_slice(&buf)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&buf).into_owned())),
+    )
+}
+
+/// What request templates can refer to.
+pub fn context(o: &OnboardingRecord) -> Value {
+    let mut steps = Map::new();
+    for s in &o.steps {
+        steps.insert(
+            s.task.to_string(),
+            json!({"output": s.output, "status": s.status, "attempts": s.attempts}),
+        );
+    }
+    json!({
+        "customer": o.customer,
+        "onboarding": {"id": o.id, "priority": o.priority, "template": o.template},
+        "steps": steps,
+    })
+}
+
+/// A request with every template rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedRequest {
+    /// Upper-case method.
+    pub method: String,
+    /// Path (appended to the service's base URL).
+    pub path: String,
+    /// Query parameters.
+    pub query: Vec<(String, String)>,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// JSON body.
+    pub body: Option<Value>,
+}
+
+/// Renders a request template against `ctx`. Any reference to something undefined is an
+/// error naming the template.
+pub fn render(t: &RequestTemplate, ctx: &Value) -> Result<RenderedRequest, String> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    let one = |s: &str| -> Result<String, String> {
+        env.render_str(s, ctx)
+            .map_err(|e| format!("request template `{s}`: {e}"))
+    };
+    let path = one(&t.path)?;
+    let query = t
+        .query
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), one(v)?)))
+        .collect::<Result<_, String>>()?;
+    let headers = t
+        .headers
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), one(v)?)))
+        .collect::<Result<_, String>>()?;
+    let body = t.body.as_ref().map(|b| render_value(b, &one)).transpose()?;
+    Ok(RenderedRequest {
+        method: t.method.clone(),
+        path,
+        query,
+        headers,
+        body,
+    })
+}
+
+fn render_value(v: &Value, one: &dyn Fn(&str) -> Result<String, String>) -> Result<Value, String> {
+    Ok(match v {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => Value::String(one(s)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_value(i, one))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_value(v, one)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}

@@ -1,0 +1,95 @@
+//! The onramp runtime: everything that does IO except SQL.
+//!
+//! - [`commands`]: the use cases the API and CLI call (create, retry, cancel, replay, ...).
+//! - [`worker`]: one claim loop per stage, running steps with the stage's concurrency.
+//! - [`executor`]: runs one attempt of a step (`sim`, `http`) and reports a
+//!   [`StepOutcome`](onramp_core::outcome::StepOutcome).
+//! - [`completer`]: turns outcomes into decisions and hands them to the store in batches —
+//!   the only place that finishes steps.
+//! - [`scheduler`]: time-driven duties (expired leases, pickup timeouts), each with `run_once`.
+//! - [`runtime`]: starts and stops all of it under one cancellation token.
+#![forbid(unsafe_code)]
+
+pub mod catalog;
+pub mod commands;
+pub mod completer;
+mod error;
+pub mod executor;
+pub mod runtime;
+pub mod scheduler;
+pub mod tokens;
+pub mod worker;
+
+pub use error::EngineError;
+
+use onramp_config::Config;
+use onramp_core::StageName;
+use onramp_core::clock::SharedClock;
+use onramp_store::SharedStore;
+use parking_lot::RwLock;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Shared state of one onramp process.
+pub struct Engine {
+    /// The store.
+    pub store: SharedStore,
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The clock.
+    pub clock: SharedClock,
+    /// Task types and templates from the config.
+    pub catalog: catalog::Catalog,
+    /// HTTP client for `http` steps (connection pooling across steps).
+    pub http: reqwest::Client,
+    paused: RwLock<HashSet<StageName>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Builds an engine over a store: loads the config's templates into the store (a new
+    /// version only where they changed) and the paused stages.
+    pub async fn new(
+        store: SharedStore,
+        config: Config,
+        clock: SharedClock,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let catalog = catalog::Catalog::from_config(&config);
+        for (name, template) in &config.templates {
+            store
+                .sync_template(name, &template.tasks, clock.now())
+                .await?;
+        }
+        let paused = store.paused_stages().await?.into_iter().collect();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("onramp/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
+        Ok(Arc::new(Engine {
+            store,
+            config: Arc::new(config),
+            clock,
+            catalog,
+            http,
+            paused: RwLock::new(paused),
+        }))
+    }
+
+    /// Whether workers of `stage` should stop claiming.
+    pub fn is_paused(&self, stage: &StageName) -> bool {
+        self.paused.read().contains(stage)
+    }
+
+    /// Re-reads the paused stages (other processes may have changed them).
+    pub async fn refresh_paused(&self) -> Result<(), EngineError> {
+        let paused: HashSet<StageName> = self.store.paused_stages().await?.into_iter().collect();
+        *self.paused.write() = paused;
+        Ok(())
+    }
+}

@@ -1,0 +1,213 @@
+//! The storage interface of onramp.
+//!
+//! [`Store`] speaks in named transitions (`claim`, `finish_steps`, `retry_onboarding`,
+//! `cancel_onboarding`, `replay_dead_letter`, ...), never in generic status updates. Each
+//! implementation reads the rows involved inside one transaction, asks
+//! [`onramp_core::plan`] what the change means, and writes the result — status changes as
+//! compare-and-set, audit entries chained, outbox events, queue entries — in that same
+//! transaction. Two backends implement it: `onramp-store-sqlite` and (later)
+//! `onramp-store-postgres`; the [`conformance`] module (feature `testing`) is the behaviour
+//! suite both must pass.
+//!
+//! Wake-ups and change notifications ([`Signals`]) are an optimisation: workers also poll,
+//! so a lost notification only costs latency.
+#![forbid(unsafe_code)]
+
+mod error;
+mod records;
+mod signals;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+
+pub use error::{StoreError, StoreResult};
+pub use records::*;
+pub use signals::{Changed, Signals};
+
+use async_trait::async_trait;
+use onramp_core::audit::AuditEntry;
+use onramp_core::time::Millis;
+use onramp_core::{DeadLetterId, OnboardingId, StageName, TaskTypeName, TemplateName};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A shared store handle, as the engine and API hold it.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Everything onramp keeps.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The wake-up and change notifications of this store.
+    fn signals(&self) -> Arc<Signals>;
+
+    /// Checks that the database answers.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // ----- onboardings -----
+
+    /// Creates an onboarding, its steps and its first queue entry in one transaction. With an
+    /// idempotency claim, a repeat of the same key and request returns the original record
+    /// ([`Created::Replayed`]); the same key with another request is
+    /// [`StoreError::IdempotencyKeyReused`].
+    async fn create_onboarding(
+        &self,
+        new: NewOnboarding,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> StoreResult<Created>;
+
+    /// An onboarding with its steps.
+    async fn get_onboarding(&self, id: &OnboardingId) -> StoreResult<OnboardingRecord>;
+
+    /// Onboardings, newest first, without steps.
+    async fn list_onboardings(
+        &self,
+        filter: &OnboardingFilter,
+        page: &PageRequest<OnboardingId>,
+    ) -> StoreResult<Page<OnboardingRecord, OnboardingId>>;
+
+    /// An onboarding's audit entries in order.
+    async fn audit_entries(&self, id: &OnboardingId) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Ids of onboardings after `after` in id order, for walking all of them.
+    async fn onboarding_ids(
+        &self,
+        after: Option<&OnboardingId>,
+        limit: usize,
+    ) -> StoreResult<Vec<OnboardingId>>;
+
+    // ----- the queue -----
+
+    /// Claims up to `limit` claimable steps of `stage` (queued or retrying, available by
+    /// `now`), highest priority first then oldest; each gets a fresh lease until
+    /// `now + lease_for` and its attempt counted.
+    async fn claim(
+        &self,
+        stage: &StageName,
+        limit: usize,
+        now: Millis,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedStep>>;
+
+    /// Carries out decisions on steps, each in its own savepoint so one refused finish does
+    /// not undo the others; the results are in input order. A finish whose guard no longer
+    /// holds (lease lost, status changed) is [`StoreError::Conflict`].
+    async fn finish_steps(&self, finishes: Vec<StepFinish>) -> Vec<StoreResult<()>>;
+
+    /// Running steps whose lease expired by `now`.
+    async fn expired_leases(&self, now: Millis, limit: usize) -> StoreResult<Vec<ClaimedStep>>;
+
+    /// Queued steps of `stage` that entered the queue before `queued_before`.
+    async fn unclaimed_since(
+        &self,
+        stage: &StageName,
+        queued_before: Millis,
+        limit: usize,
+    ) -> StoreResult<Vec<StepRef>>;
+
+    // ----- operator actions -----
+
+    /// failed → running: re-queues the dead step.
+    async fn retry_onboarding(
+        &self,
+        id: &OnboardingId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<OnboardingRecord>;
+
+    /// Cancels an onboarding: remaining steps skipped, ends `cancelled`.
+    async fn cancel_onboarding(
+        &self,
+        id: &OnboardingId,
+        reason: &str,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<OnboardingRecord>;
+
+    /// Open dead letters, oldest first.
+    async fn list_dead_letters(
+        &self,
+        stage: Option<&StageName>,
+        page: &PageRequest<DeadLetterId>,
+    ) -> StoreResult<Page<DeadLetterRecord, DeadLetterId>>;
+
+    /// Replays one dead letter (its onboarding goes failed → running).
+    async fn replay_dead_letter(
+        &self,
+        id: &DeadLetterId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<DeadLetterRecord>;
+
+    /// Discards one dead letter; its onboarding stays failed without retry.
+    async fn discard_dead_letter(
+        &self,
+        id: &DeadLetterId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<DeadLetterRecord>;
+
+    /// Replays every open dead letter of a stage; returns how many.
+    async fn replay_stage(&self, stage: &StageName, now: Millis, actor: &str) -> StoreResult<u64>;
+
+    // ----- stages -----
+
+    /// Queue counts per stage that has any steps or is paused.
+    async fn stage_counts(&self) -> StoreResult<Vec<StageCounts>>;
+
+    /// Pauses or resumes a stage for every process.
+    async fn set_stage_paused(
+        &self,
+        stage: &StageName,
+        paused: bool,
+        now: Millis,
+    ) -> StoreResult<()>;
+
+    /// The paused stages.
+    async fn paused_stages(&self) -> StoreResult<Vec<StageName>>;
+
+    // ----- templates -----
+
+    /// Stores a new version of a template.
+    async fn put_template(
+        &self,
+        name: &TemplateName,
+        tasks: &[TaskTypeName],
+        now: Millis,
+    ) -> StoreResult<TemplateRecord>;
+
+    /// Makes the latest version of `name` have `tasks`, adding a version only when it differs
+    /// (used to load templates from config at start).
+    async fn sync_template(
+        &self,
+        name: &TemplateName,
+        tasks: &[TaskTypeName],
+        now: Millis,
+    ) -> StoreResult<TemplateRecord>;
+
+    /// A template version (the latest when `version` is `None`).
+    async fn get_template(
+        &self,
+        name: &TemplateName,
+        version: Option<u32>,
+    ) -> StoreResult<TemplateRecord>;
+
+    /// Every version of a template, oldest first.
+    async fn template_versions(&self, name: &TemplateName) -> StoreResult<Vec<TemplateRecord>>;
+
+    /// The latest version of every template, by name.
+    async fn list_templates(&self) -> StoreResult<Vec<TemplateRecord>>;
+
+    // ----- tokens -----
+
+    /// Stores a token (by its hash). A taken name is [`StoreError::Conflict`].
+    async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord>;
+
+    /// The live (not revoked) token with this hash.
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>>;
+
+    /// Every token, revoked ones included.
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+
+    /// Revokes a token by name.
+    async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()>;
+}

@@ -1,0 +1,310 @@
+//! What goes in and comes out of a store.
+
+use onramp_core::auth::Role;
+use onramp_core::customer::Customer;
+use onramp_core::onboarding::OnboardingStatus;
+use onramp_core::outcome::Resolution;
+use onramp_core::step::StepStatus;
+use onramp_core::time::Millis;
+use onramp_core::{
+    CsrId, DeadLetterId, OnboardingId, StageName, StepId, StepSeq, TaskTypeName, TemplateName,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A template version an onboarding is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// The template.
+    pub name: TemplateName,
+    /// Its version.
+    pub version: u32,
+}
+
+/// A step of a new onboarding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewStep {
+    /// Its task type.
+    pub task: TaskTypeName,
+    /// The task type's stage.
+    pub stage: StageName,
+    /// The task type's kind (`http`, `sim`, ...).
+    pub kind: String,
+}
+
+/// An onboarding to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOnboarding {
+    /// Its id.
+    pub id: OnboardingId,
+    /// The customer.
+    pub customer: Customer,
+    /// The template it came from, if any.
+    pub template: Option<TemplateRef>,
+    /// 0 (default) to 9 (first).
+    pub priority: u8,
+    /// Its steps in order (at least one).
+    pub steps: Vec<NewStep>,
+    /// When.
+    pub now: Millis,
+    /// Who.
+    pub actor: String,
+}
+
+/// An idempotency key presented with a create request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// Whose key space (the token name), so two callers' keys never collide.
+    pub scope: String,
+    /// The key.
+    pub key: String,
+    /// A hash of the request body, to tell a repeat from a reuse.
+    pub request_hash: String,
+}
+
+/// The result of a create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// A new onboarding.
+    New(OnboardingRecord),
+    /// A repeat of an earlier request: the onboarding as it was first returned.
+    Replayed(OnboardingRecord),
+}
+
+/// An onboarding as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnboardingRecord {
+    /// Its id.
+    pub id: OnboardingId,
+    /// The customer.
+    pub customer: Customer,
+    /// Its template version, if it came from one.
+    pub template: Option<TemplateRef>,
+    /// Its status.
+    pub status: OnboardingStatus,
+    /// The current step's stage (`None` when terminal).
+    pub stage: Option<StageName>,
+    /// The current step.
+    pub current_seq: StepSeq,
+    /// Steps succeeded.
+    pub succeeded_steps: u32,
+    /// Steps in all.
+    pub total_steps: u32,
+    /// Priority 0–9.
+    pub priority: u8,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Whether retry is possible.
+    pub retry_available: bool,
+    /// Created.
+    pub created_at: Millis,
+    /// Last changed.
+    pub updated_at: Millis,
+    /// Reached a terminal status.
+    pub completed_at: Option<Millis>,
+    /// Its steps in order (empty in lists).
+    pub steps: Vec<StepRecord>,
+}
+
+/// A step as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Its id.
+    pub id: StepId,
+    /// Its position.
+    pub seq: StepSeq,
+    /// Its task type.
+    pub task: TaskTypeName,
+    /// Its stage.
+    pub stage: StageName,
+    /// Its kind.
+    pub kind: String,
+    /// Its status.
+    pub status: StepStatus,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// The CSR it is assigned to (human steps).
+    pub assignee: Option<String>,
+    /// When it is scheduled (human steps).
+    pub scheduled_for: Option<Millis>,
+    /// Output of a successful attempt.
+    pub output: Option<Value>,
+    /// The last error.
+    pub error: Option<String>,
+    /// First attempt started.
+    pub started_at: Option<Millis>,
+    /// Finished.
+    pub finished_at: Option<Millis>,
+}
+
+/// Filters for listing onboardings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OnboardingFilter {
+    /// Only this status.
+    pub status: Option<OnboardingStatus>,
+    /// Only onboardings whose current step is in this stage.
+    pub stage: Option<StageName>,
+    /// Only from this template.
+    pub template: Option<TemplateName>,
+    /// Substring of the customer's name, e-mail or external reference.
+    pub q: Option<String>,
+}
+
+/// A page request: up to `limit` items after `cursor`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRequest<C> {
+    /// Items per page.
+    pub limit: usize,
+    /// Continue after this item.
+    pub cursor: Option<C>,
+}
+
+/// A page of items and where to continue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T, C> {
+    /// The items.
+    pub items: Vec<T>,
+    /// The cursor of the next page, if there is one.
+    pub next_cursor: Option<C>,
+}
+
+/// A lease on a claimed step; a finish must present it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseId(pub i64);
+
+/// A step a worker claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedStep {
+    /// The onboarding.
+    pub onboarding_id: OnboardingId,
+    /// The step.
+    pub step_id: StepId,
+    /// Its position.
+    pub seq: StepSeq,
+    /// Its task type.
+    pub task: TaskTypeName,
+    /// Its stage.
+    pub stage: StageName,
+    /// This attempt's number (from 1).
+    pub attempt: u32,
+    /// The lease to present when finishing.
+    pub lease: LeaseId,
+    /// When the lease runs out.
+    pub lease_expires_at: Millis,
+}
+
+/// A step by position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRef {
+    /// The onboarding.
+    pub onboarding_id: OnboardingId,
+    /// The step.
+    pub seq: StepSeq,
+    /// Its stage.
+    pub stage: StageName,
+}
+
+/// What must still hold for a finish to apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepGuard {
+    /// The step is running under this lease.
+    Lease(LeaseId),
+    /// The step has this status (a queued step that timed out, a waiting step that is done).
+    Status(StepStatus),
+}
+
+/// A decision on a step, to carry out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepFinish {
+    /// Which step.
+    pub step: StepRef,
+    /// What must still hold.
+    pub guard: StepGuard,
+    /// What to do.
+    pub resolution: Resolution,
+    /// When.
+    pub now: Millis,
+    /// Who.
+    pub actor: String,
+}
+
+/// An open dead letter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    /// Its id.
+    pub id: DeadLetterId,
+    /// The onboarding.
+    pub onboarding_id: OnboardingId,
+    /// The step.
+    pub step_seq: StepSeq,
+    /// The step's task type.
+    pub task: TaskTypeName,
+    /// The step's stage.
+    pub stage: StageName,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why it died.
+    pub error: String,
+    /// When.
+    pub dead_at: Millis,
+}
+
+/// Queue counts of one stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageCounts {
+    /// The stage.
+    pub stage: StageName,
+    /// Claimable or soon claimable steps.
+    pub queued: u64,
+    /// Steps under a lease.
+    pub running: u64,
+    /// Steps waiting for their backoff.
+    pub retrying: u64,
+    /// Open dead letters.
+    pub dead: u64,
+    /// Whether workers stopped claiming.
+    pub paused: bool,
+}
+
+/// A template version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    /// Its name.
+    pub name: TemplateName,
+    /// Its version, from 1.
+    pub version: u32,
+    /// Its tasks in order.
+    pub tasks: Vec<TaskTypeName>,
+    /// When this version was made.
+    pub created_at: Millis,
+}
+
+/// A token to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// A unique name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// SHA-256 of the secret, hex.
+    pub hash: String,
+    /// The CSR it acts for (role `csr`).
+    pub csr: Option<CsrId>,
+    /// When.
+    pub now: Millis,
+}
+
+/// A stored token (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// The CSR it acts for.
+    pub csr: Option<CsrId>,
+    /// Created.
+    pub created_at: Millis,
+    /// Revoked, if it was.
+    pub revoked_at: Option<Millis>,
+}

@@ -1,0 +1,151 @@
+//! Putting a process together: configuration, the store picked by URL scheme, the engine,
+//! the background runtime and the HTTP server.
+
+use anyhow::{Context, bail};
+use onramp_config::Config;
+use onramp_core::clock::SystemClock;
+use onramp_engine::Engine;
+use onramp_engine::runtime::{Runtime, RuntimeOptions};
+use onramp_store::SharedStore;
+use onramp_store_sqlite::SqliteStore;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight steps get to finish at shutdown before they are released.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Loads the config: `--config`, else `ONRAMP_CONFIG`, else built-in defaults; then
+/// `--database` / `--listen` flags over everything.
+pub fn load_config(
+    path: Option<&Path>,
+    database: Option<&str>,
+    listen: Option<&str>,
+) -> anyhow::Result<Config> {
+    let from_env = env("ONRAMP_CONFIG");
+    let path = path.map(Path::to_path_buf).or(from_env.map(Into::into));
+    let mut config = match path {
+        Some(p) => {
+            Config::load(&p, &env).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?
+        }
+        None => Config::defaults_with_env(&env),
+    };
+    if let Some(url) = database {
+        config.store.url = url.to_owned();
+    }
+    if let Some(addr) = listen {
+        config.server.listen = addr.to_owned();
+    }
+    Ok(config)
+}
+
+/// Opens the store the URL names, applying migrations.
+pub async fn open_store(url: &str) -> anyhow::Result<SharedStore> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::open(url)
+            .await
+            .with_context(|| format!("could not open the database {url}"))?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL")
+    } else {
+        bail!("unsupported database URL `{url}`: use sqlite://PATH")
+    }
+}
+
+/// Fails when `url` names a SQLite file that does not exist. For commands that only make
+/// sense on an existing database: opening creates the file, so a mistyped path would
+/// otherwise pass `audit verify` on a new, empty database.
+pub fn require_existing_database(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("sqlite:") {
+        let path = onramp_store_sqlite::path_from_url(url)?;
+        if !path.exists() {
+            bail!("the database {} does not exist", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Opens the store and builds the engine.
+pub async fn engine(config: Config) -> anyhow::Result<Arc<Engine>> {
+    let store = open_store(&config.store.url).await?;
+    Ok(Engine::new(store, config, Arc::new(SystemClock)).await?)
+}
+
+/// A running server: API plus background work.
+pub struct Server {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    runtime: Runtime,
+}
+
+impl Server {
+    /// Binds the listener and starts the API, the workers and the scheduler.
+    pub async fn start(engine: Arc<Engine>, options: RuntimeOptions) -> anyhow::Result<Server> {
+        let listen = engine.config.server.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("could not listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let runtime = Runtime::start(engine.clone(), options);
+        let stop = CancellationToken::new();
+        let app = onramp_api::router(onramp_api::AppState {
+            engine: engine.clone(),
+        });
+        let stopped = stop.clone();
+        let http = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped.cancelled().await })
+                .await
+        });
+        Ok(Server {
+            addr,
+            stop,
+            http,
+            runtime,
+        })
+    }
+
+    /// Stops accepting requests, then stops the workers gracefully.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.http.await;
+        self.runtime.stop(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Creates or reports the admin token; a new token is printed once on stdout.
+pub async fn bootstrap_admin(engine: &Engine) -> anyhow::Result<Option<String>> {
+    let preset = env("ONRAMP_ADMIN_TOKEN").filter(|t| !t.is_empty());
+    Ok(engine.bootstrap_admin(preset.as_deref()).await?)
+}

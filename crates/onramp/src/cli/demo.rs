@@ -1,0 +1,140 @@
+//! `onramp demo`: the product on its embedded default, with built-in simulated tasks and a
+//! stream of sample onboardings, so a newcomer sees work flow through the stages.
+
+use crate::app::{self, Server};
+use onramp_config::Config;
+use onramp_core::customer::Customer;
+use onramp_core::onboarding::OnboardingStatus;
+use onramp_engine::Engine;
+use onramp_engine::commands::CreateOnboarding;
+use onramp_engine::runtime::RuntimeOptions;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The demo's configuration.
+const DEMO_CONFIG: &str = include_str!("demo.toml");
+
+/// Flags of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Database URL (kept between runs, so a killed demo resumes where it stopped).
+    #[arg(long, default_value = "sqlite://onramp-demo.db")]
+    database: String,
+    /// New sample onboardings per second (0 for none).
+    #[arg(long, default_value_t = 2.0)]
+    rate: f64,
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let env = |name: &str| std::env::var(name).ok();
+    let mut config = Config::parse(DEMO_CONFIG, "demo.toml", &env)
+        .map_err(|e| anyhow::anyhow!("built-in demo config is invalid:\n{e}"))?;
+    config.store.url = args.database.clone();
+    config.server.listen = args.listen.clone();
+    let engine = app::engine(config).await?;
+    let token = match app::bootstrap_admin(&engine).await? {
+        Some(t) => t,
+        None => {
+            let name = format!("demo-{}", engine.clock.now().0);
+            engine
+                .create_token(&name, onramp_core::auth::Role::Admin, None)
+                .await?
+                .0
+        }
+    };
+    let server = Server::start(
+        engine.clone(),
+        RuntimeOptions {
+            stages: None,
+            scheduler: true,
+        },
+    )
+    .await?;
+    let url = format!("http://{}", server.addr);
+    println!("onramp demo is running at {url}");
+    println!("admin token: {token}");
+    println!("try: curl -s -H 'Authorization: Bearer {token}' {url}/v1/onboardings?limit=5");
+    println!("     curl -s -H 'Authorization: Bearer {token}' {url}/v1/stages");
+    println!("press Ctrl-C to stop; run it again to resume where it stopped");
+
+    let traffic = tokio::spawn(submit_samples(engine.clone(), args.rate));
+    let progress = tokio::spawn(report_progress(engine.clone()));
+    app::shutdown_signal().await;
+    traffic.abort();
+    progress.abort();
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+const NAMES: &[(&str, &str)] = &[
+    ("Ada Lovelace", "Analytical Engines Ltd"),
+    ("Grace Hopper", "Cobol Works"),
+    ("Alan Turing", "Bletchley Systems"),
+    ("Katherine Johnson", "Orbital Math"),
+    ("Edsger Dijkstra", "Shortest Path BV"),
+    ("Barbara Liskov", "Substitution Inc"),
+    ("Donald Knuth", "TeX Typesetting"),
+    ("Margaret Hamilton", "Apollo Software"),
+];
+
+async fn submit_samples(engine: Arc<Engine>, rate: f64) {
+    if rate.is_nan() || rate <= 0.0 {
+        return;
+    }
+    // A rate so small that its interval does not fit a Duration means "none".
+    let Ok(every) = Duration::try_from_secs_f64(1.0 / rate) else {
+        return;
+    };
+    for n in 0u64.. {
+        let (name, company) = NAMES[(n as usize) % NAMES.len()];
+        let template = if n % 3 == 2 { "self_serve" } else { "standard" };
+        let request = CreateOnboarding {
+            customer: Customer {
+                name: name.to_owned(),
+                email: format!(
+                    "{}.{n}@example.com",
+                    name.split(' ').next().unwrap_or("x").to_lowercase()
+                ),
+                company: Some(company.to_owned()),
+                external_ref: Some(format!("demo-{n}")),
+                attributes: None,
+            },
+            template: Some(template.to_owned()),
+            tasks: None,
+            priority: Some((n % 10 == 0) as i64 * 5),
+        };
+        if let Err(e) = engine.create_onboarding(request, None, "demo").await {
+            tracing::warn!(error = %e, "demo could not create an onboarding");
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn report_progress(engine: Arc<Engine>) {
+    let mut changes = engine.store.signals().subscribe();
+    let (mut completed, mut failed) = (0u64, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Ok(c) if c.status == OnboardingStatus::Completed => completed += 1,
+                Ok(c) if c.status == OnboardingStatus::Failed => failed += 1,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            },
+            _ = tick.tick() => {
+                let stages = engine.store.stage_counts().await.unwrap_or_default();
+                let queues: Vec<String> = stages
+                    .iter()
+                    .map(|s| format!("{}: {} queued/{} running/{} retrying/{} dead", s.stage, s.queued, s.running, s.retrying, s.dead))
+                    .collect();
+                tracing::info!(completed, failed, "progress | {}", queues.join(" | "));
+            }
+        }
+    }
+}
