@@ -7,6 +7,7 @@ use onramp_core::clock::SystemClock;
 use onramp_engine::Engine;
 use onramp_engine::runtime::{Runtime, RuntimeOptions};
 use onramp_store::SharedStore;
+use onramp_store_postgres::PostgresStore;
 use onramp_store_sqlite::SqliteStore;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -52,10 +53,19 @@ pub async fn open_store(url: &str) -> anyhow::Result<SharedStore> {
             .await
             .with_context(|| format!("could not open the database {url}"))?;
         Ok(Arc::new(store))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        bail!("PostgreSQL is not supported by this build yet; use a sqlite:// URL")
+    } else if onramp_store_postgres::is_postgres_url(url) {
+        let store = PostgresStore::open(url).await.with_context(|| {
+            format!(
+                "could not open the database {}",
+                onramp_store_postgres::redacted_url(url)
+            )
+        })?;
+        Ok(Arc::new(store))
     } else {
-        bail!("unsupported database URL `{url}`: use sqlite://PATH")
+        bail!(
+            "unsupported database URL `{}`: use sqlite://PATH or postgres://USER@HOST/DATABASE",
+            onramp_store_postgres::redacted_url(url)
+        )
     }
 }
 

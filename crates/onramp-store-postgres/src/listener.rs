@@ -1,0 +1,166 @@
+//! Cross-process wake-ups: every transaction announces, with `pg_notify`, the stages that got
+//! claimable work and the onboardings that changed; PostgreSQL delivers the notifications at
+//! commit (and drops them on rollback). This module is both ends: [`announce`] inside the
+//! transaction, and a background task per process that `LISTEN`s and turns what it hears
+//! into [`Signals`].
+//!
+//! The listener outlives database restarts: when its connection dies it reconnects (and
+//! listens again) by itself, logging at `warn`. Notifications sent while it was away are
+//! lost, which only costs latency: workers poll.
+
+use crate::db_error;
+use crate::store::Notices;
+use onramp_core::OnboardingId;
+use onramp_core::StageName;
+use onramp_core::onboarding::OnboardingStatus;
+use onramp_store::{Changed, Signals, StoreError, StoreResult};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgListener, PgNotification};
+use sqlx::{PgConnection, PgPool};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The channel whose payload is a stage name with claimable work.
+pub const WAKE_CHANNEL: &str = "onramp_wake";
+/// The channel whose payload is a [`ChangedPayload`] as JSON.
+pub const CHANGED_CHANNEL: &str = "onramp_changed";
+
+/// Longest pause between reconnection attempts while the database is down.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
+
+/// An onboarding change as announced to other processes.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChangedPayload {
+    id: String,
+    status: String,
+    /// The announcing store instance: it has already signalled its own commit, and hearing
+    /// it again would count one change twice for anyone counting changes.
+    origin: String,
+}
+
+/// Queues the notifications for `notices` in the current transaction.
+pub async fn announce(conn: &mut PgConnection, notices: &Notices, origin: &str) -> StoreResult<()> {
+    let mut channels = Vec::new();
+    let mut payloads = Vec::new();
+    for stage in notices.distinct_wakes() {
+        channels.push(WAKE_CHANNEL);
+        payloads.push(stage.as_str().to_owned());
+    }
+    for change in &notices.changed {
+        let payload = ChangedPayload {
+            id: change.id.as_str().to_owned(),
+            status: change.status.as_str().to_owned(),
+            origin: origin.to_owned(),
+        };
+        channels.push(CHANGED_CHANNEL);
+        payloads.push(
+            serde_json::to_string(&payload).map_err(|e| StoreError::Internal(e.to_string()))?,
+        );
+    }
+    if channels.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT pg_notify(n.channel, n.payload)
+         FROM unnest($1::text[], $2::text[]) AS n(channel, payload)",
+    )
+    .bind(channels)
+    .bind(payloads)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The listener task; stops when dropped.
+#[derive(Debug)]
+pub struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts listening before returning, so that every commit after `start` returns is heard.
+pub async fn start(
+    pool: &PgPool,
+    signals: Arc<Signals>,
+    origin: Arc<str>,
+) -> StoreResult<ListenerTask> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(db_error)?;
+    listener
+        .listen_all([WAKE_CHANNEL, CHANGED_CHANNEL])
+        .await
+        .map_err(db_error)?;
+    Ok(ListenerTask(tokio::spawn(listen(
+        listener, signals, origin,
+    ))))
+}
+
+async fn listen(mut listener: PgListener, signals: Arc<Signals>, origin: Arc<str>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match listener.try_recv().await {
+            Ok(Some(notification)) => {
+                delay = Duration::from_millis(100);
+                dispatch(&notification, &signals, &origin);
+            }
+            // The connection dropped; the next receive reconnects and listens again.
+            Ok(None) => tracing::warn!("lost the PostgreSQL notification connection; reconnecting"),
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL notification listener failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+            }
+        }
+    }
+}
+
+fn dispatch(notification: &PgNotification, signals: &Signals, origin: &str) {
+    match notification.channel() {
+        WAKE_CHANNEL => match notification.payload().parse::<StageName>() {
+            Ok(stage) => signals.wake(&stage),
+            Err(e) => {
+                tracing::debug!(payload = notification.payload(), error = %e, "ignoring a bad wake-up")
+            }
+        },
+        CHANGED_CHANNEL => match parse_changed(notification.payload()) {
+            Some((change, from)) if from != origin => signals.changed(change),
+            Some(_) => {}
+            None => tracing::debug!(
+                payload = notification.payload(),
+                "ignoring a bad change notice"
+            ),
+        },
+        _ => {}
+    }
+}
+
+fn parse_changed(payload: &str) -> Option<(Changed, String)> {
+    let payload: ChangedPayload = serde_json::from_str(payload).ok()?;
+    let id: OnboardingId = payload.id.parse().ok()?;
+    let status: OnboardingStatus = payload.status.parse().ok()?;
+    Some((Changed { id, status }, payload.origin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_notices_round_trip() {
+        let id = OnboardingId::new();
+        let payload = serde_json::to_string(&ChangedPayload {
+            id: id.as_str().to_owned(),
+            status: "running".into(),
+            origin: "a".into(),
+        })
+        .expect("json");
+        let (change, origin) = parse_changed(&payload).expect("parses");
+        assert_eq!(change.id, id);
+        assert_eq!(change.status, OnboardingStatus::Running);
+        assert_eq!(origin, "a");
+        assert!(parse_changed("{\"id\":\"nope\"}").is_none());
+    }
+}

@@ -1,0 +1,481 @@
+//! Onboardings: create (with idempotency), read, list, audit chain, and the locked snapshots
+//! the planner works from.
+
+use crate::apply::{Leases, apply};
+use crate::db_error;
+use crate::rows::*;
+use crate::store::Notices;
+use onramp_core::audit::{AuditEntry, AuditHead, GENESIS};
+use onramp_core::onboarding::OnboardingStatus;
+use onramp_core::plan::{self, OnboardingState, StepState};
+use onramp_core::step::StepStatus;
+use onramp_core::{OnboardingId, StepId, StepSeq};
+use onramp_store::*;
+use serde_json::json;
+use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
+
+/// Creates an onboarding (or replays the answer to an earlier identical request).
+pub async fn create(
+    conn: &mut PgConnection,
+    new: NewOnboarding,
+    idempotency: Option<IdempotencyClaim>,
+) -> StoreResult<(Created, Notices)> {
+    if let Some(claim) = &idempotency
+        && let Some(earlier) = reserve_key(conn, claim, &new).await?
+    {
+        return Ok((earlier, Notices::default()));
+    }
+    if new.steps.is_empty() {
+        return Err(StoreError::InvalidTransition(
+            "an onboarding needs at least one step".into(),
+        ));
+    }
+    let total_steps = u32::try_from(new.steps.len())
+        .map_err(|_| StoreError::InvalidTransition("too many steps".into()))?;
+
+    sqlx::query(
+        "INSERT INTO onboardings (id, customer, customer_name, customer_email, customer_ref,
+            template_name, template_version, status, stage, current_seq, total_steps, priority,
+            created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, 1, $9, $10, $11, $11)",
+    )
+    .bind(new.id.as_str())
+    .bind(Json(&new.customer))
+    .bind(&new.customer.name)
+    .bind(&new.customer.email)
+    .bind(new.customer.external_ref.as_deref())
+    .bind(new.template.as_ref().map(|t| t.name.as_str()))
+    .bind(new.template.as_ref().map(|t| int(t.version)).transpose()?)
+    .bind(new.steps[0].stage.as_str())
+    .bind(int(total_steps)?)
+    .bind(i16::from(new.priority))
+    .bind(new.now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+
+    let mut ids = Vec::with_capacity(new.steps.len());
+    let mut seqs = Vec::with_capacity(new.steps.len());
+    let (mut tasks, mut stages, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+    for (seq, step) in (1..=total_steps).zip(&new.steps) {
+        ids.push(StepId::new().as_str().to_owned());
+        seqs.push(int(seq)?);
+        tasks.push(step.task.as_str());
+        stages.push(step.stage.as_str());
+        kinds.push(step.kind.as_str());
+    }
+    sqlx::query(
+        "INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority)
+         SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, 'pending', $2
+         FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[])
+              AS s(id, seq, task, stage, kind)",
+    )
+    .bind(new.id.as_str())
+    .bind(i16::from(new.priority))
+    .bind(ids)
+    .bind(seqs)
+    .bind(tasks)
+    .bind(stages)
+    .bind(kinds)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+
+    let state = OnboardingState {
+        id: new.id.clone(),
+        status: OnboardingStatus::Pending,
+        current_seq: StepSeq(1),
+        total_steps,
+        succeeded_steps: 0,
+    };
+    let first = StepState {
+        seq: StepSeq(1),
+        task: new.steps[0].task.clone(),
+        stage: new.steps[0].stage.clone(),
+        status: StepStatus::Pending,
+        attempts: 0,
+    };
+    let detail = json!({
+        "customer": {"name": new.customer.name, "email": new.customer.email},
+        "template": new.template,
+        "tasks": new.steps.iter().map(|s| s.task.as_str()).collect::<Vec<_>>(),
+        "priority": new.priority,
+    });
+    let changes = plan::created(&state, &first, new.now, &new.actor, detail)?;
+    let mut notices = apply(
+        conn,
+        &state,
+        AuditHead::genesis(),
+        changes,
+        new.now,
+        Leases::default(),
+    )
+    .await?;
+    // The onboarding row itself did not change status; announce its creation.
+    notices.changed.push(Changed {
+        id: new.id.clone(),
+        status: OnboardingStatus::Pending,
+    });
+
+    let record = get(conn, &new.id).await?;
+    if let Some(claim) = idempotency {
+        sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE scope = $2 AND key = $3")
+            .bind(Json(&record))
+            .bind(&claim.scope)
+            .bind(&claim.key)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok((Created::New(record), notices))
+}
+
+/// Reserves an idempotency key for this create, or answers from the request that holds it.
+///
+/// The insert waits while another transaction holds an uncommitted reservation of the same
+/// key; once that one commits, the insert does nothing and the earlier response is read
+/// (a new statement sees the commit at `READ COMMITTED`). So concurrent creates with one key
+/// make exactly one onboarding, and every other one replays it.
+async fn reserve_key(
+    conn: &mut PgConnection,
+    claim: &IdempotencyClaim,
+    new: &NewOnboarding,
+) -> StoreResult<Option<Created>> {
+    let reserved = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, onboarding_id, created_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (scope, key) DO NOTHING",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .bind(&claim.request_hash)
+    .bind(new.id.as_str())
+    .bind(new.now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if reserved == 1 {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
+    )
+    .bind(&claim.scope)
+    .bind(&claim.key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "the idempotency key `{}` was released while this request waited; try again",
+            claim.key
+        ))
+    })?;
+    let hash: String = column(&row, "request_hash")?;
+    if hash != claim.request_hash {
+        return Err(StoreError::IdempotencyKeyReused);
+    }
+    let record: OnboardingRecord = opt_json(&row, "response")?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "the idempotency key `{}` has no stored response",
+            claim.key
+        ))
+    })?;
+    Ok(Some(Created::Replayed(record)))
+}
+
+const ONBOARDING_COLUMNS: &str = "id, customer, template_name, template_version, status, stage,
+    current_seq, succeeded_steps, total_steps, priority, error, retry_available, created_at,
+    updated_at, completed_at";
+
+fn onboarding_from_row(r: &PgRow) -> StoreResult<OnboardingRecord> {
+    let template = match (
+        opt_parsed(r, "template_name")?,
+        column::<Option<i32>>(r, "template_version")?,
+    ) {
+        (Some(name), Some(version)) => Some(TemplateRef {
+            name,
+            version: u32::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("template version {version}")))?,
+        }),
+        _ => None,
+    };
+    let priority: i16 = column(r, "priority")?;
+    Ok(OnboardingRecord {
+        id: parsed(r, "id")?,
+        customer: json(r, "customer")?,
+        template,
+        status: parsed(r, "status")?,
+        stage: opt_parsed(r, "stage")?,
+        current_seq: StepSeq(count(r, "current_seq")?),
+        succeeded_steps: count(r, "succeeded_steps")?,
+        total_steps: count(r, "total_steps")?,
+        priority: u8::try_from(priority)
+            .map_err(|_| StoreError::Corrupt(format!("priority {priority}")))?,
+        error: column(r, "error")?,
+        retry_available: column(r, "retry_available")?,
+        created_at: millis(r, "created_at")?,
+        updated_at: millis(r, "updated_at")?,
+        completed_at: opt_millis(r, "completed_at")?,
+        steps: Vec::new(),
+    })
+}
+
+fn step_from_row(r: &PgRow) -> StoreResult<StepRecord> {
+    Ok(StepRecord {
+        id: parsed(r, "id")?,
+        seq: StepSeq(count(r, "seq")?),
+        task: parsed(r, "task")?,
+        stage: parsed(r, "stage")?,
+        kind: column(r, "kind")?,
+        status: parsed(r, "status")?,
+        attempts: count(r, "attempts")?,
+        assignee: column(r, "assignee")?,
+        scheduled_for: opt_millis(r, "scheduled_for")?,
+        output: opt_json(r, "output")?,
+        error: column(r, "error")?,
+        started_at: opt_millis(r, "started_at")?,
+        finished_at: opt_millis(r, "finished_at")?,
+    })
+}
+
+/// An onboarding with its steps.
+pub async fn get(conn: &mut PgConnection, id: &OnboardingId) -> StoreResult<OnboardingRecord> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ONBOARDING_COLUMNS} FROM onboardings WHERE id = $1"
+    )))
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .ok_or_else(|| StoreError::NotFound(format!("onboarding {id}")))?;
+    let mut record = onboarding_from_row(&row)?;
+    record.steps = sqlx::query(
+        "SELECT id, seq, task, stage, kind, status, attempts, assignee, scheduled_for, output,
+                error, started_at, finished_at
+         FROM steps WHERE onboarding_id = $1 ORDER BY seq",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(step_from_row)
+    .collect::<StoreResult<_>>()?;
+    Ok(record)
+}
+
+/// Onboardings matching `filter`, newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &OnboardingFilter,
+    page: &PageRequest<OnboardingId>,
+) -> StoreResult<Page<OnboardingRecord, OnboardingId>> {
+    // SQLite's LIKE ignores ASCII case; ILIKE keeps the two backends alike.
+    let like = filter.q.as_ref().map(|q| {
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ONBOARDING_COLUMNS} FROM onboardings
+         WHERE ($1::text IS NULL OR status = $1)
+           AND ($2::text IS NULL OR stage = $2)
+           AND ($3::text IS NULL OR template_name = $3)
+           AND ($4::text IS NULL OR customer_name ILIKE $4 ESCAPE '\\'
+                OR customer_email ILIKE $4 ESCAPE '\\' OR customer_ref ILIKE $4 ESCAPE '\\')
+           AND ($5::text IS NULL OR id < $5)
+         ORDER BY id DESC LIMIT $6"
+    )))
+    .bind(filter.status.map(|s| s.as_str()))
+    .bind(filter.stage.as_ref().map(|s| s.as_str()))
+    .bind(filter.template.as_ref().map(|s| s.as_str()))
+    .bind(like)
+    .bind(page.cursor.as_ref().map(|c| c.as_str()))
+    .bind(limit(page.limit).saturating_add(1))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let mut items: Vec<OnboardingRecord> = rows
+        .iter()
+        .map(onboarding_from_row)
+        .collect::<StoreResult<_>>()?;
+    let next_cursor = if items.len() > page.limit {
+        items.truncate(page.limit);
+        items.last().map(|o| o.id.clone())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// The audit chain of an onboarding, in order.
+pub async fn audit_entries(
+    conn: &mut PgConnection,
+    id: &OnboardingId,
+) -> StoreResult<Vec<AuditEntry>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM onboardings WHERE id = $1)")
+            .bind(id.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    if !exists {
+        return Err(StoreError::NotFound(format!("onboarding {id}")));
+    }
+    let rows = sqlx::query(
+        "SELECT seq, at, actor, action, from_state, to_state, detail, prev_hash, hash
+         FROM audit WHERE onboarding_id = $1 ORDER BY seq",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    rows.iter()
+        .map(|r| {
+            let seq: i64 = column(r, "seq")?;
+            Ok(AuditEntry {
+                seq: u64::try_from(seq)
+                    .map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+                at: millis(r, "at")?,
+                actor: column(r, "actor")?,
+                action: column(r, "action")?,
+                from: column(r, "from_state")?,
+                to: column(r, "to_state")?,
+                detail: json(r, "detail")?,
+                prev_hash: column(r, "prev_hash")?,
+                hash: column(r, "hash")?,
+            })
+        })
+        .collect::<StoreResult<_>>()
+        .map_err(|e| match e {
+            // Name the chain, so that `audit verify` points at the tampered onboarding.
+            StoreError::Corrupt(why) => StoreError::Corrupt(format!(
+                "the audit log of onboarding {id} is unreadable: {why}"
+            )),
+            other => other,
+        })
+}
+
+/// Onboarding ids after `after`, ascending.
+pub async fn ids(
+    conn: &mut PgConnection,
+    after: Option<&OnboardingId>,
+    max: usize,
+) -> StoreResult<Vec<OnboardingId>> {
+    sqlx::query(
+        "SELECT id FROM onboardings WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(after.map(|a| a.as_str()))
+    .bind(limit(max))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|r| parsed(r, "id"))
+    .collect()
+}
+
+/// Locks an onboarding's row for the rest of the transaction and returns the planner's view
+/// of it and the end of its audit chain.
+///
+/// The head is read by a second statement on purpose: at `READ COMMITTED` a statement that
+/// waited for the lock re-reads the locked row but not other tables, so reading the audit
+/// head in the same statement could return a head that the previous lock holder had just
+/// moved on from, forking the chain.
+pub async fn lock_state(
+    conn: &mut PgConnection,
+    id: &OnboardingId,
+) -> StoreResult<(OnboardingState, AuditHead)> {
+    let row = sqlx::query(
+        "SELECT status, current_seq, total_steps, succeeded_steps FROM onboardings
+         WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .ok_or_else(|| StoreError::NotFound(format!("onboarding {id}")))?;
+    let state = OnboardingState {
+        id: id.clone(),
+        status: parsed(&row, "status")?,
+        current_seq: StepSeq(count(&row, "current_seq")?),
+        total_steps: count(&row, "total_steps")?,
+        succeeded_steps: count(&row, "succeeded_steps")?,
+    };
+    let head = sqlx::query(
+        "SELECT seq, hash FROM audit WHERE onboarding_id = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let head = match head {
+        Some(r) => {
+            let seq: i64 = column(&r, "seq")?;
+            AuditHead {
+                seq: u64::try_from(seq)
+                    .map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+                hash: column(&r, "hash")?,
+            }
+        }
+        None => AuditHead {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        },
+    };
+    Ok((state, head))
+}
+
+/// The planner's view of one step, and its current lease.
+pub async fn load_step(
+    conn: &mut PgConnection,
+    id: &OnboardingId,
+    seq: StepSeq,
+) -> StoreResult<Option<(StepState, Option<LeaseId>)>> {
+    sqlx::query(
+        "SELECT seq, task, stage, status, attempts, lease_id FROM steps
+         WHERE onboarding_id = $1 AND seq = $2",
+    )
+    .bind(id.as_str())
+    .bind(int(seq.0)?)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .as_ref()
+    .map(step_state_from_row)
+    .transpose()
+}
+
+/// The planner's view of every step of an onboarding.
+pub async fn load_steps(conn: &mut PgConnection, id: &OnboardingId) -> StoreResult<Vec<StepState>> {
+    sqlx::query(
+        "SELECT seq, task, stage, status, attempts, lease_id FROM steps
+         WHERE onboarding_id = $1 ORDER BY seq",
+    )
+    .bind(id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|r| step_state_from_row(r).map(|(s, _)| s))
+    .collect()
+}
+
+fn step_state_from_row(r: &PgRow) -> StoreResult<(StepState, Option<LeaseId>)> {
+    Ok((
+        StepState {
+            seq: StepSeq(count(r, "seq")?),
+            task: parsed(r, "task")?,
+            stage: parsed(r, "stage")?,
+            status: parsed(r, "status")?,
+            attempts: count(r, "attempts")?,
+        },
+        column::<Option<i64>>(r, "lease_id")?.map(LeaseId),
+    ))
+}

@@ -1,0 +1,211 @@
+//! The per-stage queues: claiming steps under a lease and carrying out decisions on them.
+//!
+//! A claim picks its steps with `FOR UPDATE OF s, o SKIP LOCKED`, locking each candidate step
+//! together with its onboarding and passing over rows another transaction holds. Claimers in
+//! any number of processes therefore never take the same step and never wait for each other;
+//! and since a claim never waits for a lock, it cannot be part of a deadlock with the
+//! finishes, retries and cancels that wait for an onboarding's lock.
+
+use crate::apply::{Leases, apply};
+use crate::db_error;
+use crate::onboardings::{load_step, lock_state};
+use crate::rows::*;
+use crate::store::Notices;
+use onramp_core::outcome::Resolution;
+use onramp_core::plan;
+use onramp_core::step::StepStatus;
+use onramp_core::time::Millis;
+use onramp_core::{OnboardingId, StageName, StepId, StepSeq};
+use onramp_store::*;
+use sqlx::PgConnection;
+use sqlx::postgres::PgRow;
+use std::time::Duration;
+
+/// Claims up to `limit` due steps of `stage`.
+pub async fn claim(
+    conn: &mut PgConnection,
+    stage: &StageName,
+    max: usize,
+    now: Millis,
+    lease_for: Duration,
+) -> StoreResult<(Vec<ClaimedStep>, Notices)> {
+    let candidates: Vec<(OnboardingId, StepSeq, StepId)> = sqlx::query(
+        "SELECT s.onboarding_id, s.seq, s.id
+         FROM steps s JOIN onboardings o ON o.id = s.onboarding_id
+         WHERE s.stage = $1 AND s.status IN ('queued', 'retrying') AND s.available_at <= $2
+         ORDER BY s.priority DESC, s.available_at, s.id
+         LIMIT $3
+         FOR UPDATE OF s, o SKIP LOCKED",
+    )
+    .bind(stage.as_str())
+    .bind(now.0)
+    .bind(limit(max))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|r| {
+        Ok((
+            parsed(r, "onboarding_id")?,
+            StepSeq(count(r, "seq")?),
+            parsed(r, "id")?,
+        ))
+    })
+    .collect::<StoreResult<_>>()?;
+
+    let mut claimed = Vec::with_capacity(candidates.len());
+    let mut notices = Notices::default();
+    let expires = now.plus(lease_for);
+    for (onboarding_id, seq, step_id) in candidates {
+        // Already locked by the select above; this reads the state and the audit head.
+        let (state, head) = lock_state(conn, &onboarding_id).await?;
+        let Some((step, _)) = load_step(conn, &onboarding_id, seq).await? else {
+            continue;
+        };
+        let changes = match plan::claimed(&state, &step, now, "worker") {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(onboarding = %onboarding_id, seq = seq.0, error = %e, "queued step cannot start");
+                continue;
+            }
+        };
+        let lease = LeaseId(rand::random::<i64>());
+        notices.merge(
+            apply(
+                conn,
+                &state,
+                head,
+                changes,
+                now,
+                Leases {
+                    grant: Some((lease, expires)),
+                    require: None,
+                },
+            )
+            .await?,
+        );
+        claimed.push(ClaimedStep {
+            onboarding_id,
+            step_id,
+            seq,
+            task: step.task,
+            stage: step.stage,
+            attempt: step.attempts + 1,
+            lease,
+            lease_expires_at: expires,
+        });
+    }
+    Ok((claimed, notices))
+}
+
+/// Carries out one decision on a step, if its guard still holds.
+pub async fn finish(conn: &mut PgConnection, f: StepFinish) -> StoreResult<Notices> {
+    let id = &f.step.onboarding_id;
+    let (state, head) = lock_state(conn, id).await?;
+    let (step, lease) = load_step(conn, id, f.step.seq)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", f.step.seq)))?;
+    let require = match f.guard {
+        StepGuard::Lease(expected) => {
+            if step.status != StepStatus::Running || lease != Some(expected) {
+                return Err(StoreError::Conflict(format!(
+                    "step {} of {id} is no longer held under this lease (now {})",
+                    step.seq, step.status
+                )));
+            }
+            Some(expected)
+        }
+        StepGuard::Status(expected) => {
+            if step.status != expected {
+                return Err(StoreError::Conflict(format!(
+                    "step {} of {id} is {}, not {expected}",
+                    step.seq, step.status
+                )));
+            }
+            None
+        }
+    };
+    let next = if matches!(f.resolution, Resolution::Succeed(_)) && step.seq.0 < state.total_steps {
+        load_step(conn, id, StepSeq(step.seq.0 + 1))
+            .await?
+            .map(|(s, _)| s)
+    } else {
+        None
+    };
+    let changes = plan::resolved(&state, &step, next.as_ref(), f.resolution, f.now, &f.actor)?;
+    apply(
+        conn,
+        &state,
+        head,
+        changes,
+        f.now,
+        Leases {
+            grant: None,
+            require,
+        },
+    )
+    .await
+}
+
+fn claimed_from_row(r: &PgRow) -> StoreResult<ClaimedStep> {
+    Ok(ClaimedStep {
+        onboarding_id: parsed(r, "onboarding_id")?,
+        step_id: parsed(r, "id")?,
+        seq: StepSeq(count(r, "seq")?),
+        task: parsed(r, "task")?,
+        stage: parsed(r, "stage")?,
+        attempt: count(r, "attempts")?,
+        lease: LeaseId(column(r, "lease_id")?),
+        lease_expires_at: millis(r, "lease_expires_at")?,
+    })
+}
+
+/// Running steps whose lease ran out.
+pub async fn expired_leases(
+    conn: &mut PgConnection,
+    now: Millis,
+    max: usize,
+) -> StoreResult<Vec<ClaimedStep>> {
+    sqlx::query(
+        "SELECT onboarding_id, id, seq, task, stage, attempts, lease_id, lease_expires_at
+         FROM steps WHERE status = 'running' AND lease_expires_at <= $1
+         ORDER BY lease_expires_at, id LIMIT $2",
+    )
+    .bind(now.0)
+    .bind(limit(max))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(claimed_from_row)
+    .collect()
+}
+
+/// Queued steps of `stage` that entered the queue before `queued_before`.
+pub async fn unclaimed_since(
+    conn: &mut PgConnection,
+    stage: &StageName,
+    queued_before: Millis,
+    max: usize,
+) -> StoreResult<Vec<StepRef>> {
+    sqlx::query(
+        "SELECT onboarding_id, seq, stage FROM steps
+         WHERE stage = $1 AND status = 'queued' AND queued_at < $2
+         ORDER BY queued_at, id LIMIT $3",
+    )
+    .bind(stage.as_str())
+    .bind(queued_before.0)
+    .bind(limit(max))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|r| {
+        Ok(StepRef {
+            onboarding_id: parsed(r, "onboarding_id")?,
+            seq: StepSeq(count(r, "seq")?),
+            stage: parsed(r, "stage")?,
+        })
+    })
+    .collect()
+}

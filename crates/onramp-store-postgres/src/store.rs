@@ -1,0 +1,430 @@
+//! [`PostgresStore`]: the pool, the transaction boundaries (begin, announce, commit, signal),
+//! and the `Store` impl that hands each call to the module that does it.
+
+use crate::listener::{self, ListenerTask};
+use crate::{db_error, migrate, onboardings, operations, queue, registry};
+use async_trait::async_trait;
+use onramp_core::audit::AuditEntry;
+use onramp_core::time::Millis;
+use onramp_core::{DeadLetterId, OnboardingId, StageName, TaskTypeName, TemplateName};
+use onramp_store::*;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Connections per process unless the caller says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+
+/// How long a call waits for a free (or new) connection before it is `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes run at `READ COMMITTED` whatever the database's default: correctness comes from
+/// row locks taken in a fixed order, not from the isolation level.
+const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// Reads of several statements see one snapshot (an onboarding and its steps agree).
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: PgPool,
+    signals: Arc<Signals>,
+    /// This instance's name in its change notifications, to recognise its own.
+    origin: Arc<str>,
+    /// Stops the notification listener when the store goes.
+    _listener: ListenerTask,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at a `postgres://` URL with up to
+    /// [`DEFAULT_MAX_CONNECTIONS`] connections, brings its schema up to date, and starts
+    /// listening for other processes' notifications.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        Self::open_with(url, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// [`open`](Self::open) with a pool of up to `max_connections` connections (at least
+    /// two: the notification listener keeps one).
+    pub async fn open_with(url: &str, max_connections: u32) -> Result<PostgresStore, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("not a usable PostgreSQL URL: {e}")))?;
+        // One plain connection first: it fails at once with the real reason (refused,
+        // password, unknown database), where a pool would retry until its timeout.
+        let mut conn =
+            PgConnection::connect_with(&options)
+                .await
+                .map_err(|e| match db_error(e) {
+                    StoreError::Unavailable(why) | StoreError::Internal(why) => {
+                        StoreError::Unavailable(format!("cannot connect to PostgreSQL: {why}"))
+                    }
+                    other => other,
+                })?;
+        migrate::migrate(&mut conn).await?;
+        let _ = conn.close().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        let signals = Arc::new(Signals::default());
+        let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let listener = listener::start(&pool, signals.clone(), origin.clone()).await?;
+        Ok(PostgresStore {
+            pool,
+            signals,
+            origin,
+            _listener: listener,
+        })
+    }
+
+    /// The connection pool (for tests and tools that need plain SQL).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin_with(BEGIN_WRITE).await.map_err(db_error)
+    }
+
+    /// Announces `notices` to other processes, commits, then signals this process.
+    async fn commit(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        notices: Notices,
+    ) -> StoreResult<()> {
+        listener::announce(&mut tx, &notices, &self.origin).await?;
+        tx.commit().await.map_err(db_error)?;
+        notices.send(&self.signals);
+        Ok(())
+    }
+
+    async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin_with(BEGIN_READ).await.map_err(db_error)
+    }
+
+    async fn connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(db_error)
+    }
+}
+
+/// Notifications a write sends once committed.
+#[derive(Debug, Default)]
+pub struct Notices {
+    /// Stages that got claimable work.
+    pub wake: Vec<StageName>,
+    /// Onboardings that changed.
+    pub changed: Vec<Changed>,
+}
+
+impl Notices {
+    /// Adds another write's notices.
+    pub fn merge(&mut self, other: Notices) {
+        self.wake.extend(other.wake);
+        self.changed.extend(other.changed);
+    }
+
+    /// The woken stages, each once.
+    pub fn distinct_wakes(&self) -> Vec<&StageName> {
+        let mut woken: Vec<&StageName> = Vec::new();
+        for stage in &self.wake {
+            if !woken.contains(&stage) {
+                woken.push(stage);
+            }
+        }
+        woken
+    }
+
+    fn send(self, signals: &Signals) {
+        for stage in self.distinct_wakes() {
+            signals.wake(stage);
+        }
+        for change in self.changed {
+            signals.changed(change);
+        }
+    }
+}
+
+/// Runs one finish in its own savepoint, so that a refused finish undoes only itself.
+async fn finish_in_savepoint(conn: &mut PgConnection, finish: StepFinish) -> StoreResult<Notices> {
+    let mut savepoint = conn.begin().await.map_err(db_error)?;
+    match queue::finish(&mut savepoint, finish).await {
+        Ok(notices) => {
+            savepoint.commit().await.map_err(db_error)?;
+            Ok(notices)
+        }
+        Err(e) => {
+            savepoint.rollback().await.map_err(db_error)?;
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn signals(&self) -> Arc<Signals> {
+        self.signals.clone()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let mut conn = self.connection().await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn create_onboarding(
+        &self,
+        new: NewOnboarding,
+        idempotency: Option<IdempotencyClaim>,
+    ) -> StoreResult<Created> {
+        let mut tx = self.begin().await?;
+        let (created, notices) = onboardings::create(&mut tx, new, idempotency).await?;
+        self.commit(tx, notices).await?;
+        Ok(created)
+    }
+
+    async fn get_onboarding(&self, id: &OnboardingId) -> StoreResult<OnboardingRecord> {
+        let mut tx = self.snapshot().await?;
+        let record = onboardings::get(&mut tx, id).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(record)
+    }
+
+    async fn list_onboardings(
+        &self,
+        filter: &OnboardingFilter,
+        page: &PageRequest<OnboardingId>,
+    ) -> StoreResult<Page<OnboardingRecord, OnboardingId>> {
+        onboardings::list(&mut *self.connection().await?, filter, page).await
+    }
+
+    async fn audit_entries(&self, id: &OnboardingId) -> StoreResult<Vec<AuditEntry>> {
+        let mut tx = self.snapshot().await?;
+        let entries = onboardings::audit_entries(&mut tx, id).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(entries)
+    }
+
+    async fn onboarding_ids(
+        &self,
+        after: Option<&OnboardingId>,
+        limit: usize,
+    ) -> StoreResult<Vec<OnboardingId>> {
+        onboardings::ids(&mut *self.connection().await?, after, limit).await
+    }
+
+    async fn claim(
+        &self,
+        stage: &StageName,
+        limit: usize,
+        now: Millis,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedStep>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let (claimed, notices) = queue::claim(&mut tx, stage, limit, now, lease_for).await?;
+        self.commit(tx, notices).await?;
+        Ok(claimed)
+    }
+
+    /// One transaction for the whole batch (one commit), each finish in its own savepoint.
+    /// Finishes run in onboarding id order, the lock order of every multi-onboarding
+    /// transaction, so two concurrent batches cannot deadlock; results come back in input
+    /// order.
+    async fn finish_steps(&self, finishes: Vec<StepFinish>) -> Vec<StoreResult<()>> {
+        let n = finishes.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut tx = match self.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return vec![Err(e); n],
+        };
+        let mut ordered: Vec<(usize, StepFinish)> = finishes.into_iter().enumerate().collect();
+        ordered.sort_by(|(_, a), (_, b)| a.step.onboarding_id.cmp(&b.step.onboarding_id));
+        let mut results: Vec<StoreResult<()>> = vec![Ok(()); n];
+        let mut notices = Notices::default();
+        for (index, finish) in ordered {
+            match finish_in_savepoint(&mut tx, finish).await {
+                Ok(more) => notices.merge(more),
+                Err(e) => results[index] = Err(e),
+            }
+        }
+        if let Err(e) = self.commit(tx, notices).await {
+            for result in &mut results {
+                if result.is_ok() {
+                    *result = Err(e.clone());
+                }
+            }
+        }
+        results
+    }
+
+    async fn expired_leases(&self, now: Millis, limit: usize) -> StoreResult<Vec<ClaimedStep>> {
+        queue::expired_leases(&mut *self.connection().await?, now, limit).await
+    }
+
+    async fn unclaimed_since(
+        &self,
+        stage: &StageName,
+        queued_before: Millis,
+        limit: usize,
+    ) -> StoreResult<Vec<StepRef>> {
+        queue::unclaimed_since(&mut *self.connection().await?, stage, queued_before, limit).await
+    }
+
+    async fn retry_onboarding(
+        &self,
+        id: &OnboardingId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<OnboardingRecord> {
+        let mut tx = self.begin().await?;
+        let (record, notices) = operations::retry(&mut tx, id, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(record)
+    }
+
+    async fn cancel_onboarding(
+        &self,
+        id: &OnboardingId,
+        reason: &str,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<OnboardingRecord> {
+        let mut tx = self.begin().await?;
+        let (record, notices) = operations::cancel(&mut tx, id, reason, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(record)
+    }
+
+    async fn list_dead_letters(
+        &self,
+        stage: Option<&StageName>,
+        page: &PageRequest<DeadLetterId>,
+    ) -> StoreResult<Page<DeadLetterRecord, DeadLetterId>> {
+        operations::list_dead_letters(&mut *self.connection().await?, stage, page).await
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        id: &DeadLetterId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<DeadLetterRecord> {
+        let mut tx = self.begin().await?;
+        let (dead, notices) = operations::replay_dead_letter(&mut tx, id, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(dead)
+    }
+
+    async fn discard_dead_letter(
+        &self,
+        id: &DeadLetterId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<DeadLetterRecord> {
+        let mut tx = self.begin().await?;
+        let (dead, notices) = operations::discard_dead_letter(&mut tx, id, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(dead)
+    }
+
+    async fn replay_stage(&self, stage: &StageName, now: Millis, actor: &str) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let (replayed, notices) = operations::replay_stage(&mut tx, stage, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(replayed)
+    }
+
+    async fn stage_counts(&self) -> StoreResult<Vec<StageCounts>> {
+        let mut tx = self.snapshot().await?;
+        let counts = registry::stage_counts(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(counts)
+    }
+
+    async fn set_stage_paused(
+        &self,
+        stage: &StageName,
+        paused: bool,
+        now: Millis,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let notices = registry::set_stage_paused(&mut tx, stage, paused, now).await?;
+        self.commit(tx, notices).await
+    }
+
+    async fn paused_stages(&self) -> StoreResult<Vec<StageName>> {
+        registry::paused_stages(&mut *self.connection().await?).await
+    }
+
+    async fn put_template(
+        &self,
+        name: &TemplateName,
+        tasks: &[TaskTypeName],
+        now: Millis,
+    ) -> StoreResult<TemplateRecord> {
+        let mut tx = self.begin().await?;
+        let record = registry::put_template(&mut tx, name, tasks, now, false).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(record)
+    }
+
+    async fn sync_template(
+        &self,
+        name: &TemplateName,
+        tasks: &[TaskTypeName],
+        now: Millis,
+    ) -> StoreResult<TemplateRecord> {
+        let mut tx = self.begin().await?;
+        let record = registry::put_template(&mut tx, name, tasks, now, true).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(record)
+    }
+
+    async fn get_template(
+        &self,
+        name: &TemplateName,
+        version: Option<u32>,
+    ) -> StoreResult<TemplateRecord> {
+        registry::get_template(&mut *self.connection().await?, name, version).await
+    }
+
+    async fn template_versions(&self, name: &TemplateName) -> StoreResult<Vec<TemplateRecord>> {
+        registry::template_versions(&mut *self.connection().await?, name).await
+    }
+
+    async fn list_templates(&self) -> StoreResult<Vec<TemplateRecord>> {
+        registry::list_templates(&mut *self.connection().await?).await
+    }
+
+    async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord> {
+        registry::create_token(&mut *self.connection().await?, token).await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
+        registry::token_by_hash(&mut *self.connection().await?, hash).await
+    }
+
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        registry::list_tokens(&mut *self.connection().await?).await
+    }
+
+    async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()> {
+        registry::revoke_token(&mut *self.connection().await?, name, now).await
+    }
+}
