@@ -5,16 +5,24 @@
 //! batch completer). A worker frees its concurrency slot as soon as the attempt has run:
 //! concurrency bounds the work done against external services, and a decision waiting for
 //! its commit does none, so the next claim can share the commit with it.
+//!
+//! Up to [`MAX_IN_FLIGHT`] batches commit at once. For SQLite that costs nothing (its single
+//! writer merges them into one transaction anyway); for PostgreSQL it is what keeps the
+//! completer from being one connection doing round trips in series while the others idle.
+//! Concurrent batches cannot deadlock: each store finishes a batch in onboarding-id order.
 
 use crate::Engine;
 use onramp_core::outcome::Resolution;
 use onramp_store::{StepFinish, StoreError, StoreResult};
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Most decisions committed together.
 pub const MAX_BATCH: usize = 256;
+
+/// Most batches committing at once.
+pub const MAX_IN_FLIGHT: usize = 8;
 
 /// A handle for submitting decisions.
 #[derive(Debug, Clone)]
@@ -40,10 +48,25 @@ impl Completer {
 }
 
 async fn run(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<StepFinish>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit(&engine, std::mem::take(&mut batch)).await;
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut in_flight = JoinSet::new();
+    loop {
+        // Take a slot before reading, so decisions pile up (and batch) while all are busy.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        let engine = engine.clone();
+        in_flight.spawn(async move {
+            commit(&engine, batch).await;
+            drop(slot);
+        });
+        while in_flight.try_join_next().is_some() {}
     }
+    while in_flight.join_next().await.is_some() {}
 }
 
 /// Commits decisions and arranges wake-ups for steps that become claimable later. Returns

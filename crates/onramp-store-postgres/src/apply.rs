@@ -59,7 +59,7 @@ pub async fn apply(
 }
 
 /// The mode and value of an error column update, as the SQL `CASE` expects them.
-fn error_update(error: &ErrorUpdate) -> (&'static str, Option<&str>) {
+pub(crate) fn error_update(error: &ErrorUpdate) -> (&'static str, Option<&str>) {
     match error {
         ErrorUpdate::Keep => ("keep", None),
         ErrorUpdate::Set(e) => ("set", Some(e.as_str())),
@@ -184,7 +184,7 @@ async fn update_onboarding(
     Ok(())
 }
 
-async fn write_dead_letter(
+pub(crate) async fn write_dead_letter(
     conn: &mut PgConnection,
     ob: &OnboardingState,
     change: &DeadLetterChange,
@@ -286,7 +286,7 @@ async fn append_audit(
 }
 
 /// Inserts outbox events in one statement, in their given order.
-async fn write_outbox(
+pub(crate) async fn write_outbox(
     conn: &mut PgConnection,
     events: Vec<onramp_core::events::NewEvent>,
 ) -> StoreResult<()> {

@@ -10,9 +10,9 @@
 //!   concurrent claimers in any process pass over each other's rows instead of waiting, and a
 //!   claim never waits for a lock, which also keeps it out of deadlocks.
 //! - **Leases and fencing** are the same columns and compare-and-set updates as in SQLite.
-//! - **Wake-ups** cross processes: a transaction announces its stages and changed onboardings
-//!   with `pg_notify` (delivered at commit), and a listener task in every process turns them
-//!   into [`Signals`](onramp_store::Signals). Each process also signals its own commits
+//! - **Wake-ups** cross processes: after each commit its stages and changed onboardings are
+//!   announced with `pg_notify` (off the commit path, see `announcer`), and a listener task
+//!   in every process turns them into [`Signals`](onramp_store::Signals). Each process also signals its own commits
 //!   directly, so a missed notification only costs a poll interval.
 //! - **Connections** come from a pool that replaces dead ones; while the database is
 //!   unreachable, calls fail with
@@ -20,7 +20,9 @@
 //!   retries.
 #![forbid(unsafe_code)]
 
+mod announcer;
 mod apply;
+mod batch;
 mod errors;
 mod listener;
 mod migrate;

@@ -1,22 +1,18 @@
-//! Cross-process wake-ups: every transaction announces, with `pg_notify`, the stages that got
-//! claimable work and the onboardings that changed; PostgreSQL delivers the notifications at
-//! commit (and drops them on rollback). This module is both ends: [`announce`] inside the
-//! transaction, and a background task per process that `LISTEN`s and turns what it hears
-//! into [`Signals`].
+//! Cross-process wake-ups, the receiving end: a background task per process `LISTEN`s for
+//! what other processes announce (see [`crate::announcer`]) and turns it into [`Signals`].
 //!
 //! The listener outlives database restarts: when its connection dies it reconnects (and
 //! listens again) by itself, logging at `warn`. Notifications sent while it was away are
 //! lost, which only costs latency: workers poll.
 
 use crate::db_error;
-use crate::store::Notices;
 use onramp_core::OnboardingId;
 use onramp_core::StageName;
 use onramp_core::onboarding::OnboardingStatus;
-use onramp_store::{Changed, Signals, StoreError, StoreResult};
+use onramp_store::{Changed, Signals, StoreResult};
 use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgNotification};
-use sqlx::{PgConnection, PgPool};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,46 +26,12 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// An onboarding change as announced to other processes.
 #[derive(Debug, Serialize, Deserialize)]
-struct ChangedPayload {
-    id: String,
-    status: String,
+pub(crate) struct ChangedPayload {
+    pub(crate) id: String,
+    pub(crate) status: String,
     /// The announcing store instance: it has already signalled its own commit, and hearing
     /// it again would count one change twice for anyone counting changes.
-    origin: String,
-}
-
-/// Queues the notifications for `notices` in the current transaction.
-pub async fn announce(conn: &mut PgConnection, notices: &Notices, origin: &str) -> StoreResult<()> {
-    let mut channels = Vec::new();
-    let mut payloads = Vec::new();
-    for stage in notices.distinct_wakes() {
-        channels.push(WAKE_CHANNEL);
-        payloads.push(stage.as_str().to_owned());
-    }
-    for change in &notices.changed {
-        let payload = ChangedPayload {
-            id: change.id.as_str().to_owned(),
-            status: change.status.as_str().to_owned(),
-            origin: origin.to_owned(),
-        };
-        channels.push(CHANGED_CHANNEL);
-        payloads.push(
-            serde_json::to_string(&payload).map_err(|e| StoreError::Internal(e.to_string()))?,
-        );
-    }
-    if channels.is_empty() {
-        return Ok(());
-    }
-    sqlx::query(
-        "SELECT pg_notify(n.channel, n.payload)
-         FROM unnest($1::text[], $2::text[]) AS n(channel, payload)",
-    )
-    .bind(channels)
-    .bind(payloads)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(())
+    pub(crate) origin: String,
 }
 
 /// The listener task; stops when dropped.

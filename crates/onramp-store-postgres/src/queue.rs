@@ -7,6 +7,7 @@
 //! finishes, retries and cancels that wait for an onboarding's lock.
 
 use crate::apply::{Leases, apply};
+use crate::batch;
 use crate::db_error;
 use crate::onboardings::{load_step, lock_state};
 use crate::rows::*;
@@ -17,8 +18,8 @@ use onramp_core::step::StepStatus;
 use onramp_core::time::Millis;
 use onramp_core::{OnboardingId, StageName, StepId, StepSeq};
 use onramp_store::*;
-use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
+use sqlx::{Acquire, PgConnection};
 use std::time::Duration;
 
 /// Claims up to `limit` due steps of `stage`.
@@ -53,16 +54,31 @@ pub async fn claim(
     })
     .collect::<StoreResult<_>>()?;
 
+    // One step per onboarding: its steps run strictly in order, so a second candidate of the
+    // same onboarding could only be stale; it is left for a later claim.
+    let mut seen = std::collections::HashSet::new();
+    let candidates: Vec<_> = candidates
+        .into_iter()
+        .filter(|(id, _, _)| seen.insert(id.clone()))
+        .collect();
+    let keys: Vec<(OnboardingId, StepSeq)> = candidates
+        .iter()
+        .map(|(id, seq, _)| (id.clone(), *seq))
+        .collect();
+    // Already locked by the select above; this reads states, steps and audit heads at once.
+    let mut loaded = batch::load(conn, &keys).await?;
+
     let mut claimed = Vec::with_capacity(candidates.len());
-    let mut notices = Notices::default();
+    let mut planned = Vec::with_capacity(candidates.len());
     let expires = now.plus(lease_for);
     for (onboarding_id, seq, step_id) in candidates {
-        // Already locked by the select above; this reads the state and the audit head.
-        let (state, head) = lock_state(conn, &onboarding_id).await?;
-        let Some((step, _)) = load_step(conn, &onboarding_id, seq).await? else {
+        let Some(found) = loaded.remove(&onboarding_id) else {
             continue;
         };
-        let changes = match plan::claimed(&state, &step, now, "worker") {
+        let Some((step, _)) = found.step(seq).cloned() else {
+            continue;
+        };
+        let changes = match plan::claimed(&found.state, &step, now, "worker") {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(onboarding = %onboarding_id, seq = seq.0, error = %e, "queued step cannot start");
@@ -70,20 +86,16 @@ pub async fn claim(
             }
         };
         let lease = LeaseId(rand::random::<i64>());
-        notices.merge(
-            apply(
-                conn,
-                &state,
-                head,
-                changes,
-                now,
-                Leases {
-                    grant: Some((lease, expires)),
-                    require: None,
-                },
-            )
-            .await?,
-        );
+        planned.push(batch::Planned {
+            state: found.state,
+            head: found.head,
+            changes,
+            now,
+            leases: Leases {
+                grant: Some((lease, expires)),
+                require: None,
+            },
+        });
         claimed.push(ClaimedStep {
             onboarding_id,
             step_id,
@@ -95,6 +107,7 @@ pub async fn claim(
             lease_expires_at: expires,
         });
     }
+    let notices = batch::apply_all(conn, planned).await?;
     Ok((claimed, notices))
 }
 
@@ -105,26 +118,7 @@ pub async fn finish(conn: &mut PgConnection, f: StepFinish) -> StoreResult<Notic
     let (step, lease) = load_step(conn, id, f.step.seq)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", f.step.seq)))?;
-    let require = match f.guard {
-        StepGuard::Lease(expected) => {
-            if step.status != StepStatus::Running || lease != Some(expected) {
-                return Err(StoreError::Conflict(format!(
-                    "step {} of {id} is no longer held under this lease (now {})",
-                    step.seq, step.status
-                )));
-            }
-            Some(expected)
-        }
-        StepGuard::Status(expected) => {
-            if step.status != expected {
-                return Err(StoreError::Conflict(format!(
-                    "step {} of {id} is {}, not {expected}",
-                    step.seq, step.status
-                )));
-            }
-            None
-        }
-    };
+    let require = check_guard(id, &step, lease, f.guard)?;
     let next = if matches!(f.resolution, Resolution::Succeed(_)) && step.seq.0 < state.total_steps {
         load_step(conn, id, StepSeq(step.seq.0 + 1))
             .await?
@@ -145,6 +139,127 @@ pub async fn finish(conn: &mut PgConnection, f: StepFinish) -> StoreResult<Notic
         },
     )
     .await
+}
+
+/// Carries out a batch of decisions with a few statements in all (see [`batch`]); each
+/// decision whose guard no longer holds gets its own error, as on the one-at-a-time path.
+/// `None` when the batch cannot go this way (an onboarding appears twice, or a write missed
+/// its compare-and-set); the caller then goes one at a time — nothing of this was written.
+pub async fn finish_all(
+    conn: &mut PgConnection,
+    finishes: &[StepFinish],
+) -> StoreResult<Option<(Vec<StoreResult<()>>, Notices)>> {
+    let mut ids: Vec<&str> = finishes
+        .iter()
+        .map(|f| f.step.onboarding_id.as_str())
+        .collect();
+    ids.sort_unstable();
+    let before = ids.len();
+    ids.dedup();
+    if ids.len() != before {
+        return Ok(None);
+    }
+    // Every onboarding's lock, in id order: the lock order of all multi-onboarding writes.
+    sqlx::query("SELECT id FROM onboardings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let keys: Vec<(OnboardingId, StepSeq)> = finishes
+        .iter()
+        .map(|f| (f.step.onboarding_id.clone(), f.step.seq))
+        .collect();
+    let mut loaded = batch::load(conn, &keys).await?;
+
+    let mut results = Vec::with_capacity(finishes.len());
+    let mut planned = Vec::with_capacity(finishes.len());
+    for f in finishes {
+        let id = &f.step.onboarding_id;
+        let plan = loaded
+            .remove(id)
+            .ok_or_else(|| StoreError::NotFound(format!("onboarding {id}")))
+            .and_then(|found| {
+                let (step, lease) = found
+                    .step(f.step.seq)
+                    .cloned()
+                    .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", f.step.seq)))?;
+                let require = check_guard(id, &step, lease, f.guard)?;
+                let next = match f.resolution {
+                    Resolution::Succeed(_) if step.seq.0 < found.state.total_steps => {
+                        found.step(StepSeq(step.seq.0 + 1)).map(|(s, _)| s.clone())
+                    }
+                    _ => None,
+                };
+                let changes = plan::resolved(
+                    &found.state,
+                    &step,
+                    next.as_ref(),
+                    f.resolution.clone(),
+                    f.now,
+                    &f.actor,
+                )?;
+                Ok(batch::Planned {
+                    state: found.state,
+                    head: found.head,
+                    changes,
+                    now: f.now,
+                    leases: Leases {
+                        grant: None,
+                        require,
+                    },
+                })
+            });
+        match plan {
+            Ok(p) => {
+                planned.push(p);
+                results.push(Ok(()));
+            }
+            Err(e) => results.push(Err(e)),
+        }
+    }
+
+    let mut savepoint = conn.begin().await.map_err(db_error)?;
+    match batch::apply_all(&mut savepoint, planned).await {
+        Ok(notices) => {
+            savepoint.commit().await.map_err(db_error)?;
+            Ok(Some((results, notices)))
+        }
+        Err(StoreError::Conflict(why)) => {
+            tracing::debug!(%why, "batched finish missed; finishing one at a time");
+            savepoint.rollback().await.map_err(db_error)?;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The lease a finish must still hold, or why its guard no longer holds.
+fn check_guard(
+    id: &OnboardingId,
+    step: &plan::StepState,
+    lease: Option<LeaseId>,
+    guard: StepGuard,
+) -> StoreResult<Option<LeaseId>> {
+    match guard {
+        StepGuard::Lease(expected) => {
+            if step.status != StepStatus::Running || lease != Some(expected) {
+                return Err(StoreError::Conflict(format!(
+                    "step {} of {id} is no longer held under this lease (now {})",
+                    step.seq, step.status
+                )));
+            }
+            Ok(Some(expected))
+        }
+        StepGuard::Status(expected) => {
+            if step.status != expected {
+                return Err(StoreError::Conflict(format!(
+                    "step {} of {id} is {}, not {expected}",
+                    step.seq, step.status
+                )));
+            }
+            Ok(None)
+        }
+    }
 }
 
 fn claimed_from_row(r: &PgRow) -> StoreResult<ClaimedStep> {

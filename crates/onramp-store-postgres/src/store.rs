@@ -1,6 +1,7 @@
-//! [`PostgresStore`]: the pool, the transaction boundaries (begin, announce, commit, signal),
+//! [`PostgresStore`]: the pool, the transaction boundaries (begin, commit, announce, signal),
 //! and the `Store` impl that hands each call to the module that does it.
 
+use crate::announcer::Announcer;
 use crate::listener::{self, ListenerTask};
 use crate::{db_error, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
@@ -32,6 +33,8 @@ pub struct PostgresStore {
     signals: Arc<Signals>,
     /// This instance's name in its change notifications, to recognise its own.
     origin: Arc<str>,
+    /// Tells other processes about this one's commits.
+    announcer: Announcer,
     /// Stops the notification listener when the store goes.
     _listener: ListenerTask,
 }
@@ -78,7 +81,9 @@ impl PostgresStore {
         let signals = Arc::new(Signals::default());
         let origin: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let listener = listener::start(&pool, signals.clone(), origin.clone()).await?;
+        let announcer = Announcer::start(pool.clone(), &origin);
         Ok(PostgresStore {
+            announcer,
             pool,
             signals,
             origin,
@@ -95,14 +100,14 @@ impl PostgresStore {
         self.pool.begin_with(BEGIN_WRITE).await.map_err(db_error)
     }
 
-    /// Announces `notices` to other processes, commits, then signals this process.
+    /// Commits, then announces `notices` to other processes and signals this process.
     async fn commit(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        tx: Transaction<'static, Postgres>,
         notices: Notices,
     ) -> StoreResult<()> {
-        listener::announce(&mut tx, &notices, &self.origin).await?;
         tx.commit().await.map_err(db_error)?;
+        self.announcer.announce(&notices);
         notices.send(&self.signals);
         Ok(())
     }
@@ -154,6 +159,25 @@ impl Notices {
 }
 
 /// Runs one finish in its own savepoint, so that a refused finish undoes only itself.
+/// The slow path of `finish_steps`: each finish in its own savepoint, in onboarding id order.
+async fn one_at_a_time(
+    conn: &mut PgConnection,
+    finishes: Vec<StepFinish>,
+) -> (Vec<StoreResult<()>>, Notices) {
+    let n = finishes.len();
+    let mut ordered: Vec<(usize, StepFinish)> = finishes.into_iter().enumerate().collect();
+    ordered.sort_by(|(_, a), (_, b)| a.step.onboarding_id.cmp(&b.step.onboarding_id));
+    let mut results: Vec<StoreResult<()>> = vec![Ok(()); n];
+    let mut notices = Notices::default();
+    for (index, finish) in ordered {
+        match finish_in_savepoint(conn, finish).await {
+            Ok(more) => notices.merge(more),
+            Err(e) => results[index] = Err(e),
+        }
+    }
+    (results, notices)
+}
+
 async fn finish_in_savepoint(conn: &mut PgConnection, finish: StepFinish) -> StoreResult<Notices> {
     let mut savepoint = conn.begin().await.map_err(db_error)?;
     match queue::finish(&mut savepoint, finish).await {
@@ -253,16 +277,11 @@ impl Store for PostgresStore {
             Ok(tx) => tx,
             Err(e) => return vec![Err(e); n],
         };
-        let mut ordered: Vec<(usize, StepFinish)> = finishes.into_iter().enumerate().collect();
-        ordered.sort_by(|(_, a), (_, b)| a.step.onboarding_id.cmp(&b.step.onboarding_id));
-        let mut results: Vec<StoreResult<()>> = vec![Ok(()); n];
-        let mut notices = Notices::default();
-        for (index, finish) in ordered {
-            match finish_in_savepoint(&mut tx, finish).await {
-                Ok(more) => notices.merge(more),
-                Err(e) => results[index] = Err(e),
-            }
-        }
+        let (mut results, notices) = match queue::finish_all(&mut tx, &finishes).await {
+            Ok(Some(done)) => done,
+            Ok(None) => one_at_a_time(&mut tx, finishes).await,
+            Err(e) => return vec![Err(e); n],
+        };
         if let Err(e) = self.commit(tx, notices).await {
             for result in &mut results {
                 if result.is_ok() {

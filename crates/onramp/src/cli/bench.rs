@@ -190,6 +190,11 @@ fn request(n: usize, steps: usize) -> CreateOnboarding {
     }
 }
 
+/// The idempotency scope of this bench run: runs (and workloads) sharing one `--database`
+/// must not replay each other's keys.
+static RUN_SCOPE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("bench-{:016x}", rand::random::<u64>()));
+
 /// Creates onboarding `n` the way the API does, with an idempotency key.
 async fn submit(engine: &Engine, n: usize, steps: usize) -> anyhow::Result<OnboardingId> {
     let request = request(n, steps);
@@ -198,8 +203,8 @@ async fn submit(engine: &Engine, n: usize, steps: usize) -> anyhow::Result<Onboa
         "tasks": request.tasks,
     });
     let idempotency = Idempotency {
-        key: format!("bench-{n}"),
-        scope: "bench".to_owned(),
+        key: format!("bench-{steps}-{n}"),
+        scope: RUN_SCOPE.clone(),
         body,
     };
     match engine
