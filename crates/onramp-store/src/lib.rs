@@ -5,7 +5,7 @@
 //! implementation reads the rows involved inside one transaction, asks
 //! [`onramp_core::plan`] what the change means, and writes the result — status changes as
 //! compare-and-set, audit entries chained, outbox events, queue entries — in that same
-//! transaction. Two backends implement it: `onramp-store-sqlite` and (later)
+//! transaction. Two backends implement it: `onramp-store-sqlite` and
 //! `onramp-store-postgres`; the [`conformance`] module (feature `testing`) is the behaviour
 //! suite both must pass.
 //!

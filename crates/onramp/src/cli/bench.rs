@@ -110,14 +110,149 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         figures.extend([("w2_p50_ms", p50), ("w2_p99_ms", p99)]);
     }
     if w3 {
-        eprintln!(
-            "W3  skipped: it measures scale-out on PostgreSQL, which this build does not support yet"
-        );
+        match args
+            .database
+            .as_deref()
+            .filter(|url| onramp_store_postgres::is_postgres_url(url))
+        {
+            Some(url) => {
+                for processes in W3_PROCESSES {
+                    let config = bench_config(url, args.steps, args.concurrency)?;
+                    let result = scale_out(
+                        config,
+                        scratch.path(),
+                        processes,
+                        args.onboardings,
+                        args.steps,
+                        args.concurrency,
+                    )
+                    .await?;
+                    eprintln!(
+                        "W3  {processes} worker process(es): {:.0} steps/s, p50 {:.1}ms, p99 {:.1}ms",
+                        result.steps_per_s, result.p50_ms, result.p99_ms
+                    );
+                    figures.push((w3_figure(processes), result.steps_per_s));
+                }
+            }
+            None => eprintln!(
+                "W3  skipped: it measures scale-out of worker processes on one PostgreSQL \
+                 database; pass --database postgres://..."
+            ),
+        }
     }
     for (name, value) in figures {
         println!("{name} {value:.2}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Worker processes W3 measures with.
+const W3_PROCESSES: [usize; 3] = [1, 2, 4];
+
+fn w3_figure(processes: usize) -> &'static str {
+    match processes {
+        1 => "w3_1_steps_per_s",
+        2 => "w3_2_steps_per_s",
+        _ => "w3_4_steps_per_s",
+    }
+}
+
+/// W3: W1 with its steps run by `processes` separate `onramp worker` processes; this process
+/// only submits and watches (completions reach it as the database's notifications).
+async fn scale_out(
+    config: Config,
+    scratch: &std::path::Path,
+    processes: usize,
+    onboardings: usize,
+    steps: usize,
+    concurrency: usize,
+) -> anyhow::Result<Throughput> {
+    let config_path = scratch.join("w3.toml");
+    let text = format!(
+        "[store]\nurl = \"{}\"\n\n{}",
+        config.store.url,
+        stage_tables(steps, concurrency)
+    );
+    std::fs::write(&config_path, text).context("writing the W3 config")?;
+    let engine = BenchEngine {
+        engine: app::engine(config).await?,
+        runtime: None,
+    };
+    let mut workers = Vec::with_capacity(processes);
+    for _ in 0..processes {
+        workers.push(WorkerProcess::start(&config_path)?);
+    }
+    for worker in &mut workers {
+        worker.ready().await?;
+    }
+    let result = throughput(&engine, onboardings, steps).await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    result
+}
+
+/// An `onramp worker` child process of W3.
+struct WorkerProcess {
+    child: tokio::process::Child,
+    /// Its log, until it is ready; then a background task drains it.
+    log: Option<tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStderr>>>,
+}
+
+impl WorkerProcess {
+    fn start(config: &std::path::Path) -> anyhow::Result<WorkerProcess> {
+        let exe = std::env::current_exe().context("finding the onramp executable")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("worker")
+            .arg("--config")
+            .arg(config)
+            .env("ONRAMP_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker process")?;
+        let stderr = child.stderr.take().context("the worker's stderr")?;
+        use tokio::io::AsyncBufReadExt;
+        Ok(WorkerProcess {
+            child,
+            log: Some(tokio::io::BufReader::new(stderr).lines()),
+        })
+    }
+
+    /// Waits until the worker says it runs, then keeps draining its log in the background.
+    async fn ready(&mut self) -> anyhow::Result<()> {
+        let mut log = self.log.take().context("the worker was already started")?;
+        let wait = async {
+            while let Some(line) = log.next_line().await? {
+                if line.contains("worker running") {
+                    return anyhow::Ok(());
+                }
+            }
+            bail!("the worker process exited before it was ready")
+        };
+        tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .context("the worker process was not ready within 30s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        Ok(())
+    }
+
+    async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            // SIGTERM: the worker releases what it holds and exits.
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
 }
 
 /// An engine with its runtime running the benchmark's stages.
@@ -143,6 +278,15 @@ impl Drop for BenchEngine {
 
 /// The config: one `sim` task of 0 ms per stage, `steps` stages.
 fn bench_config(database: &str, steps: usize, concurrency: usize) -> anyhow::Result<Config> {
+    let text = stage_tables(steps, concurrency);
+    let mut config = Config::parse(&text, "bench.toml", &|_| None)
+        .map_err(|e| anyhow::anyhow!("benchmark config is invalid:\n{e}"))?;
+    config.store.url = database.to_owned();
+    Ok(config)
+}
+
+/// One stage and one `sim` task of 0 ms per step, as config tables.
+fn stage_tables(steps: usize, concurrency: usize) -> String {
     let mut text = String::new();
     for i in 1..=steps {
         text.push_str(&format!(
@@ -150,10 +294,7 @@ fn bench_config(database: &str, steps: usize, concurrency: usize) -> anyhow::Res
              [tasks.step{i}]\nkind = \"sim\"\nstage = \"stage{i}\"\nlatency = \"0ms\"\nfail_rate = 0.0\n\n"
         ));
     }
-    let mut config = Config::parse(&text, "bench.toml", &|_| None)
-        .map_err(|e| anyhow::anyhow!("benchmark config is invalid:\n{e}"))?;
-    config.store.url = database.to_owned();
-    Ok(config)
+    text
 }
 
 async fn bench_engine(
