@@ -13,6 +13,10 @@ pub struct Args {
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long)]
     listen: Option<String>,
+    /// Run no stage workers in this process: the API and the scheduler only. For PostgreSQL
+    /// deployments whose steps are run by separate `onramp worker` processes.
+    #[arg(long)]
+    no_workers: bool,
 }
 
 /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
@@ -29,7 +33,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let server = Server::start(
         engine,
         RuntimeOptions {
-            stages: None,
+            stages: args.no_workers.then(Vec::new),
             scheduler: true,
         },
     )

@@ -1,12 +1,15 @@
 //! Running the real `onramp` binary: a scratch directory per test, one-shot commands, a
 //! served process with its address parsed from stdout, an HTTP client with a token, and
-//! bounded waits (the only place these tests sleep).
+//! bounded waits (the only place these tests sleep). [`postgres`] adds what the tests of
+//! several processes on one PostgreSQL database need.
+
+pub mod postgres;
 
 use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -149,16 +152,34 @@ impl Scratch {
     /// Starts `onramp serve` on this directory's database, `127.0.0.1:0`, with the admin
     /// token preset; returns once it prints the address it listens on.
     pub fn serve(&self, config: Option<&PathBuf>) -> Served {
-        let db = self.db_url();
-        let mut args = vec!["serve", "--database", &db, "--listen", "127.0.0.1:0"];
+        self.serve_on(&self.db_url(), config, &[])
+    }
+
+    /// [`serve`](Self::serve) on the database at `database`, with `extra` flags.
+    pub fn serve_on(&self, database: &str, config: Option<&PathBuf>, extra: &[&str]) -> Served {
+        let mut args = vec!["serve", "--database", database, "--listen", "127.0.0.1:0"];
         let config = config.map(|c| c.display().to_string());
         if let Some(c) = &config {
             args.extend(["--config", c]);
         }
+        args.extend(extra);
         let mut served = self.start(&args, Some(ADMIN_TOKEN));
         let addr = served.wait_for_line("listening on ");
         served.api.base = addr;
         served
+    }
+
+    /// Starts `onramp worker` on the database at `database` (only `stages`, when given, as
+    /// `--stages` takes them); returns once its workers run. It has no API.
+    pub fn worker_on(&self, database: &str, config: &Path, stages: Option<&str>) -> Served {
+        let config = config.display().to_string();
+        let mut args = vec!["worker", "--database", database, "--config", &config];
+        if let Some(stages) = stages {
+            args.extend(["--stages", stages]);
+        }
+        let mut worker = self.start(&args, None);
+        worker.wait_for_log("worker running");
+        worker
     }
 
     /// Starts a long-running `onramp ARGS` (serve, demo) with stdout read line by line;
@@ -280,7 +301,7 @@ impl Run {
     }
 }
 
-/// A running `onramp serve` process; killed when dropped.
+/// A running `onramp` process (`serve`, `worker`, `demo`); killed when dropped.
 pub struct Served {
     child: Child,
     lines: mpsc::Receiver<String>,
@@ -314,6 +335,21 @@ impl Served {
         }
     }
 
+    /// Waits (bounded) until the process has logged a line containing `needle`.
+    pub fn wait_for_log(&mut self, needle: &str) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.stderr().contains(needle) {
+            let exited = self.child.try_wait().expect("poll the child");
+            if exited.is_some() || Instant::now() >= deadline {
+                panic!(
+                    "onramp did not log {needle:?} (exit: {exited:?}); stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The process's logs so far.
     pub fn stderr(&self) -> String {
         read(&self.stderr_path)
@@ -325,17 +361,32 @@ impl Served {
         self.child.wait().expect("reap the server");
     }
 
-    /// Sends SIGTERM and waits (bounded) for the exit.
-    pub fn terminate(mut self, limit: Duration) -> ExitStatus {
+    /// `kill -STOP`: the process stands still, holding its connections and leases, as in a
+    /// long pause of its machine.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// `kill -CONT`: a frozen process carries on where it stood.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([signal, &self.child.id().to_string()])
             .status()
             .expect("run kill");
-        assert!(sent.success(), "kill -TERM failed");
+        assert!(sent.success(), "kill {signal} failed");
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(mut self, limit: Duration) -> ExitStatus {
+        self.signal("-TERM");
         match wait_for_exit(&mut self.child, limit) {
             Some(status) => status,
             None => panic!(
-                "onramp serve did not exit within {limit:?} of SIGTERM; stderr:\n{}",
+                "onramp did not exit within {limit:?} of SIGTERM; stderr:\n{}",
                 self.stderr()
             ),
         }
@@ -377,6 +428,33 @@ impl Api {
         body
     }
 
+    /// Creates an onboarding for customer `n` (`Customer n`, `c{n}@example.com`) from
+    /// `template` as admin, with an idempotency key; returns the onboarding. A lost connection or a 503 is [`Refusal::Unavailable`]
+    /// (worth sending again with the same key), any other answer but 201 is
+    /// [`Refusal::Other`].
+    pub async fn create_from(&self, template: &str, n: usize, key: &str) -> Result<Value, Refusal> {
+        let response = self
+            .request(reqwest::Method::POST, "/v1/onboardings", ADMIN_TOKEN)
+            .header("Idempotency-Key", key)
+            .json(&serde_json::json!({
+                "customer": {"name": format!("Customer {n}"), "email": format!("c{n}@example.com")},
+                "template": template,
+            }))
+            .send()
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        match status.as_u16() {
+            201 => Ok(serde_json::from_str(&body).expect("a JSON onboarding")),
+            503 => Err(Refusal::Unavailable(format!("HTTP {status}: {body}"))),
+            _ => Err(Refusal::Other(format!("HTTP {status}: {body}"))),
+        }
+    }
+
     /// Creates an onboarding from template `three` as admin; returns its id.
     pub async fn create_onboarding(&self, n: usize, key: Option<&str>) -> Result<String, String> {
         let mut request = self
@@ -395,6 +473,17 @@ impl Api {
             return Err(format!("HTTP {status}: {body}"));
         }
         Ok(body["id"].as_str().expect("an id").to_owned())
+    }
+
+    /// An onboarding with its steps.
+    pub async fn onboarding(&self, id: &str) -> Value {
+        self.get_json(&format!("/v1/onboardings/{id}")).await
+    }
+
+    /// An onboarding's audit entries, in order.
+    pub async fn audit(&self, id: &str) -> Vec<Value> {
+        let page = self.get_json(&format!("/v1/onboardings/{id}/audit")).await;
+        page["items"].as_array().expect("audit items").clone()
     }
 
     /// The ids of every onboarding with `status`, following the pages.
@@ -438,6 +527,15 @@ impl Api {
     }
 }
 
+/// Why a create did not answer 201.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No answer, or 503: the same request may succeed later.
+    Unavailable(String),
+    /// Anything else.
+    Other(String),
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -445,6 +543,14 @@ impl Drop for Served {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A timestamp the API returned (RFC 3339), in milliseconds since the Unix epoch.
+pub fn millis(time: &Value) -> i64 {
+    let text = time.as_str().expect("a timestamp");
+    onramp_core::time::Millis::parse_rfc3339(text)
+        .expect("RFC 3339")
+        .0
 }
 
 /// Opens the database file directly, as an outsider would.
