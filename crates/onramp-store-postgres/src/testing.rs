@@ -12,10 +12,15 @@
 use crate::db_error;
 use onramp_store::StoreError;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use std::time::Duration;
 
 /// The environment variable naming the server tests may create databases on, e.g.
 /// `postgres://postgres@127.0.0.1:5432/test`.
 pub const TEST_URL_VAR: &str = "ONRAMP_TEST_POSTGRES_URL";
+
+/// How long creating or dropping a database keeps asking for a connection while the server
+/// turns connections away for a passing reason.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A database created for one test and dropped (with its connections) when this goes.
 #[derive(Debug)]
@@ -43,7 +48,7 @@ impl FreshDatabase {
     /// Creates `onramp_t_<uuid>` through the database at `admin_url`.
     pub async fn create(admin_url: &str) -> Result<FreshDatabase, StoreError> {
         let name = format!("onramp_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(admin_url).await.map_err(db_error)?;
+        let mut admin = admin_connection(admin_url).await.map_err(db_error)?;
         // The name is ours (a fixed prefix and hex digits), never input.
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
@@ -87,7 +92,7 @@ impl Drop for FreshDatabase {
             };
             runtime.block_on(async move {
                 let dropped = async {
-                    let mut admin = PgConnection::connect(&admin_url).await?;
+                    let mut admin = admin_connection(&admin_url).await?;
                     sqlx::query(AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                     )))
@@ -101,6 +106,28 @@ impl Drop for FreshDatabase {
             });
         });
         let _ = dropper.join();
+    }
+}
+
+/// A connection to the server's admin database. Tests running in parallel (several suites,
+/// each app with its own pool) can take every connection slot for a moment; the server then
+/// refuses new ones with "too many clients" (53300), or "starting up" (57P03) right after a
+/// restart. Both pass, so they are retried for up to [`CONNECT_PATIENCE`] — without this a
+/// test failed at random, and a database whose drop was refused stayed on the server.
+async fn admin_connection(admin_url: &str) -> Result<PgConnection, sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + CONNECT_PATIENCE;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match PgConnection::connect(admin_url).await {
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("53300" | "57P03"))
+                    && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
     }
 }
 

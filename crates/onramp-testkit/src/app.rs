@@ -1,9 +1,11 @@
-//! [`TestApp`]: the onramp API, engine and workers on loopback over a temporary SQLite file.
+//! [`TestApp`]: the onramp API, engine and workers on loopback over a database of its own —
+//! a temporary SQLite file, or a fresh PostgreSQL database (see [`Backend`]).
 //!
 //! It is assembled exactly as `onramp serve` assembles a process — `Config::parse`, a
-//! `SqliteStore`, `Engine::new`, `Runtime::start`, `onramp_api::router` served by axum — only
-//! bound to `127.0.0.1:0` and with an admin token created up front. Every app has its own
-//! database, so tests never see each other's data and can run in parallel.
+//! `SqliteStore` or `PostgresStore`, `Engine::new`, `Runtime::start`, `onramp_api::router`
+//! served by axum — only bound to `127.0.0.1:0` and with an admin token created up front.
+//! Every app has its own database, so tests never see each other's data and can run in
+//! parallel; the database goes when the app does.
 //!
 //! Two switches make time-driven behaviour testable without sleeping:
 //! [`TestAppBuilder::manual_clock`] gives the engine a [`ManualClock`] that only moves when
@@ -21,6 +23,9 @@ use onramp_core::time::Millis;
 use onramp_engine::Engine;
 use onramp_engine::runtime::{Runtime, RuntimeOptions};
 use onramp_engine::scheduler::{lease_rescue, pickup_timeout};
+use onramp_store::{SharedStore, StoreError};
+use onramp_store_postgres::PostgresStore;
+use onramp_store_postgres::testing::{FreshDatabase, TEST_URL_VAR};
 use reqwest::Method;
 use serde_json::Value;
 use std::sync::Arc;
@@ -36,16 +41,108 @@ pub const FAST_WORKER: &str =
 /// How long in-flight steps get at [`TestApp::stop`].
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// Connections per app on PostgreSQL: half of what `onramp serve` takes, which is plenty for
+/// one test's load, so that parallel tests (and other suites on the same server) stay well
+/// inside the server's `max_connections` (100 by default).
+const PG_CONNECTIONS: u32 = 8;
+
+/// The store a [`TestApp`] runs on.
+///
+/// Behaviour tests take one as their argument and run once per backend; see
+/// [`Backend::is_available`] for PostgreSQL's precondition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a temporary directory. Always available.
+    Sqlite,
+    /// A fresh database, created for the app and dropped with it, on the server named by
+    /// `ONRAMP_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+impl Backend {
+    /// Whether this machine can run tests on the backend. PostgreSQL needs
+    /// `ONRAMP_TEST_POSTGRES_URL`; without it this prints
+    /// `skipped: ONRAMP_TEST_POSTGRES_URL is not set` (as the store's own tests do) and the
+    /// caller passes without running anything.
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Sqlite => true,
+            Backend::Postgres if std::env::var_os(TEST_URL_VAR).is_some() => true,
+            Backend::Postgres => {
+                eprintln!("skipped: {TEST_URL_VAR} is not set");
+                false
+            }
+        }
+    }
+
+    /// Opens a new, empty store of this backend, and what must live as long as it: the
+    /// temporary directory or the fresh database. Panics when it cannot.
+    async fn open(self) -> (String, SharedStore, Scratch) {
+        match self {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("onramp.db").display());
+                let store = onramp_store_sqlite::SqliteStore::open(&url)
+                    .await
+                    .expect("open the test database");
+                (url, Arc::new(store), Scratch::Dir(dir))
+            }
+            Backend::Postgres => {
+                let server = std::env::var(TEST_URL_VAR)
+                    .unwrap_or_else(|_| panic!("{TEST_URL_VAR} is not set; check is_available"));
+                let db = FreshDatabase::create(&server)
+                    .await
+                    .unwrap_or_else(|e| panic!("create a database via {TEST_URL_VAR}: {e}"));
+                // While other tests hold every connection slot the server turns the store's
+                // first connection away; wait for a slot, as the store's pool does later on.
+                let store = wait_until("the test database to open", DEFAULT_TIMEOUT, || async {
+                    match PostgresStore::open_with(db.url(), PG_CONNECTIONS).await {
+                        Ok(store) => Ok(store),
+                        Err(StoreError::Unavailable(why)) => Err(why),
+                        Err(e) => panic!("open the test database: {e}"),
+                    }
+                })
+                .await;
+                (db.url().to_owned(), Arc::new(store), Scratch::Database(db))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        })
+    }
+}
+
+/// Where an app's data lives, removed when the app is dropped.
+#[derive(Debug)]
+#[expect(dead_code, reason = "held only to be dropped with the app")]
+enum Scratch {
+    Dir(tempfile::TempDir),
+    Database(FreshDatabase),
+}
+
 /// Options for a [`TestApp`]; start with [`TestApp::builder`].
 #[derive(Debug, Clone)]
 pub struct TestAppBuilder {
     config: String,
+    backend: Backend,
     clock: Option<ManualClock>,
     runtime: bool,
     scheduler: bool,
 }
 
 impl TestAppBuilder {
+    /// Runs on `backend` (SQLite unless told otherwise).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
     /// Uses `clock` instead of the system clock.
     pub fn manual_clock(mut self, clock: ManualClock) -> Self {
         self.clock = Some(clock);
@@ -65,25 +162,23 @@ impl TestAppBuilder {
         self
     }
 
-    /// Builds and starts the app. Panics with the config's errors when it is invalid.
+    /// Builds and starts the app. Panics with the config's errors when it is invalid, and
+    /// when its backend is not available (see [`Backend::is_available`]).
     pub async fn spawn(self) -> TestApp {
         crate::init_tracing();
-        let dir = tempfile::tempdir().expect("a temporary directory");
         let mut text = self.config.clone();
         if !text.lines().any(|l| l.trim() == "[worker]") {
             text.push_str(FAST_WORKER);
         }
         let mut config = Config::parse(&text, "test.toml", &|_| None)
             .unwrap_or_else(|e| panic!("invalid test config:\n{e}\n---\n{text}"));
-        config.store.url = format!("sqlite://{}", dir.path().join("onramp.db").display());
-        let store = onramp_store_sqlite::SqliteStore::open(&config.store.url)
-            .await
-            .expect("open the test database");
+        let (url, store, scratch) = self.backend.open().await;
+        config.store.url = url;
         let clock: SharedClock = match &self.clock {
             Some(c) => Arc::new(c.clone()),
             None => Arc::new(SystemClock),
         };
-        let engine = Engine::new(Arc::new(store), config, clock)
+        let engine = Engine::new(store, config, clock)
             .await
             .expect("build the engine");
         let (admin_token, _) = engine
@@ -119,7 +214,8 @@ impl TestAppBuilder {
             http_stop,
             http: Some(http),
             tokens: AtomicUsize::new(0),
-            _dir: dir,
+            backend: self.backend,
+            _scratch: scratch,
         };
         if self.runtime {
             app.start_runtime();
@@ -128,8 +224,8 @@ impl TestAppBuilder {
     }
 }
 
-/// A running onramp on loopback: the real API, engine and workers over a temporary SQLite
-/// file. Build one with [`TestApp::spawn`] or [`TestApp::builder`]; see the crate docs.
+/// A running onramp on loopback: the real API, engine and workers over a database of its
+/// own. Build one with [`TestApp::spawn_on`] or [`TestApp::builder`]; see the crate docs.
 #[derive(Debug)]
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
@@ -146,24 +242,38 @@ pub struct TestApp {
     http_stop: CancellationToken,
     http: Option<tokio::task::JoinHandle<()>>,
     tokens: AtomicUsize,
-    _dir: tempfile::TempDir,
+    backend: Backend,
+    /// Last, so the database goes after everything that uses it.
+    _scratch: Scratch,
 }
 
 impl TestApp {
-    /// Starts an app with `config_toml` (the store URL is replaced by a temporary file), the
-    /// system clock, workers and the scheduler.
+    /// Starts an app on SQLite with `config_toml` (the store URL is replaced by a temporary
+    /// file), the system clock, workers and the scheduler.
     pub async fn spawn(config_toml: &str) -> TestApp {
         TestApp::builder(config_toml).spawn().await
     }
 
-    /// Options for an app with `config_toml`.
+    /// [`spawn`](Self::spawn) on `backend`.
+    pub async fn spawn_on(backend: Backend, config_toml: &str) -> TestApp {
+        TestApp::builder(config_toml).backend(backend).spawn().await
+    }
+
+    /// Options for an app with `config_toml`, on SQLite unless
+    /// [`backend`](TestAppBuilder::backend) says otherwise.
     pub fn builder(config_toml: &str) -> TestAppBuilder {
         TestAppBuilder {
             config: config_toml.to_owned(),
+            backend: Backend::Sqlite,
             clock: None,
             runtime: true,
             scheduler: true,
         }
+    }
+
+    /// The store this app runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Starts the workers (and the scheduler unless built without it). Panics if they run.

@@ -1,9 +1,10 @@
 //! The onramp test kit: drive the real thing from tests.
 //!
-//! - [`TestApp`]: the real API served on `127.0.0.1:0` over a real SQLite file in a temporary
-//!   directory, with the real engine, workers and scheduler (or without them, to drive the
-//!   scheduler's `run_once` duties by hand under a [`ManualClock`]). Helpers are named after
-//!   what users do: [`TestApp::create_onboarding`], [`TestApp::wait_for_status`], ...
+//! - [`TestApp`]: the real API served on `127.0.0.1:0` over a database of its own — a SQLite
+//!   file in a temporary directory or a fresh PostgreSQL database, as the [`Backend`] says —
+//!   with the real engine, workers and scheduler (or without them, to drive the scheduler's
+//!   `run_once` duties by hand under a [`ManualClock`]). Helpers are named after what users
+//!   do: [`TestApp::create_onboarding`], [`TestApp::wait_for_status`], ...
 //! - [`FakeService`]: an external HTTP service on loopback that answers from a script per
 //!   path and records every request it receives.
 //! - [`wait_until`]: the one way tests wait — a bounded poll with a deadline and a message
@@ -14,23 +15,26 @@
 //! Logs are silent unless `TEST_LOG` is set (to a filter such as `debug` or
 //! `onramp_engine=trace`).
 //!
+//! One test body runs on both backends by taking the [`Backend`] as an argument; PostgreSQL
+//! runs only where `ONRAMP_TEST_POSTGRES_URL` names a server ([`Backend::is_available`]):
+//!
 //! ```no_run
-//! # async fn demo() {
-//! use onramp_testkit::TestApp;
+//! use onramp_testkit::{Backend, TestApp};
 //! use serde_json::json;
 //!
-//! let app = TestApp::spawn(r#"
-//!     [tasks.check]
-//!     kind = "sim"
-//!     stage = "checks"
-//! "#).await;
-//! let created = app
-//!     .create_onboarding(json!({"customer": {"name": "Ada", "email": "ada@example.com"},
-//!                               "tasks": ["check"]}))
-//!     .await;
-//! app.wait_for_status(created["id"].as_str().unwrap(), "completed").await;
-//! app.stop().await;
-//! # }
+//! async fn a_sim_step_runs_to_completed(backend: Backend) {
+//!     let app = TestApp::spawn_on(backend, r#"
+//!         [tasks.check]
+//!         kind = "sim"
+//!         stage = "checks"
+//!     "#).await;
+//!     let created = app
+//!         .create_onboarding(json!({"customer": {"name": "Ada", "email": "ada@example.com"},
+//!                                   "tasks": ["check"]}))
+//!         .await;
+//!     app.wait_for_status(created["id"].as_str().unwrap(), "completed").await;
+//!     app.stop().await;
+//! }
 //! ```
 #![forbid(unsafe_code)]
 
@@ -40,7 +44,7 @@ mod fake;
 mod response;
 mod wait;
 
-pub use app::{FAST_WORKER, TestApp, TestAppBuilder, step};
+pub use app::{Backend, FAST_WORKER, TestApp, TestAppBuilder, step};
 pub use fake::{FakeService, RecordedRequest, Reply};
 pub use onramp_core::clock::ManualClock;
 pub use response::ApiResponse;

@@ -2,9 +2,21 @@
 
 use crate::{id_of, sim_config};
 use onramp_core::auth::Role;
-use onramp_testkit::{TestApp, factory};
+use onramp_testkit::{Backend, TestApp, factory};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+on_both_backends!(
+    invalid_onboarding_bodies_are_refused_with_400_and_create_nothing,
+    malformed_json_wrong_content_types_and_huge_bodies_are_refused,
+    missing_invalid_and_revoked_tokens_get_401,
+    roles_without_the_permission_get_403,
+    unknown_ids_names_and_routes_get_404,
+    transitions_the_state_machine_refuses_get_409,
+    bad_query_parameters_and_methods_are_refused,
+    values_at_the_limits_are_accepted,
+    undecodable_paths_and_queries_get_the_error_json,
+);
 
 fn valid() -> Value {
     factory::with_tasks(&["check_identity"])
@@ -23,9 +35,8 @@ fn with_priority(p: i64) -> Value {
     body
 }
 
-#[tokio::test]
-async fn invalid_onboarding_bodies_are_refused_with_400_and_create_nothing() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn invalid_onboarding_bodies_are_refused_with_400_and_create_nothing(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let mut unknown_top = valid();
     unknown_top["colour"] = json!("blue");
     let mut unknown_customer = valid();
@@ -157,9 +168,8 @@ async fn invalid_onboarding_bodies_are_refused_with_400_and_create_nothing() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_json_wrong_content_types_and_huge_bodies_are_refused() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn malformed_json_wrong_content_types_and_huge_bodies_are_refused(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let post = |content_type: Option<&'static str>, body: Vec<u8>| {
         let mut request = app.request(Method::POST, "/v1/onboardings").body(body);
         if let Some(ct) = content_type {
@@ -204,9 +214,8 @@ async fn malformed_json_wrong_content_types_and_huge_bodies_are_refused() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn missing_invalid_and_revoked_tokens_get_401() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn missing_invalid_and_revoked_tokens_get_401(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let r = app.get_as(None, "/v1/onboardings").await;
     r.assert_error(401, "unauthenticated");
     assert_eq!(r.header("www-authenticate"), Some("Bearer"));
@@ -249,9 +258,8 @@ async fn missing_invalid_and_revoked_tokens_get_401() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn roles_without_the_permission_get_403() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn roles_without_the_permission_get_403(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let viewer = app.token(Role::Viewer).await;
     let service = app.token(Role::Service).await;
     let csr = app.token(Role::Csr).await;
@@ -316,9 +324,8 @@ async fn roles_without_the_permission_get_403() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_ids_names_and_routes_get_404() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn unknown_ids_names_and_routes_get_404(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let missing_onboarding = "onb_00000000000000000000000000000000";
     let missing_letter = "dlq_00000000000000000000000000000000";
     for path in [
@@ -353,9 +360,8 @@ async fn unknown_ids_names_and_routes_get_404() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn transitions_the_state_machine_refuses_get_409() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn transitions_the_state_machine_refuses_get_409(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let id = id_of(&app.create_onboarding(valid()).await);
     app.wait_for_status(&id, "completed").await;
 
@@ -401,9 +407,8 @@ async fn transitions_the_state_machine_refuses_get_409() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_query_parameters_and_methods_are_refused() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn bad_query_parameters_and_methods_are_refused(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     for path in [
         "/v1/onboardings?limit=0",
         "/v1/onboardings?limit=501",
@@ -450,9 +455,9 @@ async fn bad_query_parameters_and_methods_are_refused() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn values_at_the_limits_are_accepted() {
+async fn values_at_the_limits_are_accepted(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;
@@ -480,9 +485,9 @@ async fn values_at_the_limits_are_accepted() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn undecodable_paths_and_queries_get_the_error_json() {
+async fn undecodable_paths_and_queries_get_the_error_json(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;

@@ -2,8 +2,14 @@
 //! replay of a stage.
 
 use crate::{id_of, with_crm};
-use onramp_testkit::{Reply, TestApp, factory, step};
+use onramp_testkit::{Backend, Reply, TestApp, factory, step};
 use serde_json::{Value, json};
+
+on_both_backends!(
+    dead_letters_are_listed_replayed_discarded_and_bulk_replayed_by_stage,
+    cancelling_a_failed_onboarding_closes_its_dead_letter,
+    a_replayed_step_that_fails_again_is_dead_lettered_again,
+);
 
 async fn letters(app: &TestApp, query: &str) -> Vec<Value> {
     let r = app.get(&format!("/v1/dead-letters{query}")).await;
@@ -18,14 +24,13 @@ fn letter_for<'a>(items: &'a [Value], onboarding: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no dead letter for {onboarding} in {items:#?}"))
 }
 
-#[tokio::test]
-async fn dead_letters_are_listed_replayed_discarded_and_bulk_replayed_by_stage() {
+async fn dead_letters_are_listed_replayed_discarded_and_bulk_replayed_by_stage(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
         [Reply::json(400, json!({"error": "rejected"}))],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
 
     let mut crm_failures = Vec::new();
     for _ in 0..4 {
@@ -122,11 +127,10 @@ async fn dead_letters_are_listed_replayed_discarded_and_bulk_replayed_by_stage()
     app.stop().await;
 }
 
-#[tokio::test]
-async fn cancelling_a_failed_onboarding_closes_its_dead_letter() {
+async fn cancelling_a_failed_onboarding_closes_its_dead_letter(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script("/verifications", [Reply::status(404)]);
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity", "check_identity"]))
             .await,
@@ -154,14 +158,13 @@ async fn cancelling_a_failed_onboarding_closes_its_dead_letter() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_replayed_step_that_fails_again_is_dead_lettered_again() {
+async fn a_replayed_step_that_fails_again_is_dead_lettered_again(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
         [Reply::json(400, json!({"error": "still no"}))],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
             .await,

@@ -3,9 +3,18 @@
 
 use crate::{id_of, sim_config};
 use onramp_core::auth::Role;
-use onramp_testkit::{ApiResponse, TestApp, factory};
+use onramp_testkit::{ApiResponse, Backend, TestApp, factory};
 use reqwest::Method;
 use serde_json::{Value, json};
+
+on_both_backends!(
+    the_same_key_and_body_again_returns_the_original_response,
+    the_same_key_with_another_body_is_refused_with_422,
+    the_order_of_keys_in_the_body_does_not_make_it_another_request,
+    keys_belong_to_the_caller_so_two_callers_never_collide,
+    twenty_concurrent_requests_with_one_key_create_exactly_one_onboarding,
+    an_overlong_key_is_refused,
+);
 
 async fn create_with_key(app: &TestApp, token: &str, key: &str, body: &Value) -> ApiResponse {
     app.send(
@@ -23,9 +32,8 @@ async fn count_for(app: &TestApp, body: &Value) -> usize {
     list.body["items"].as_array().unwrap().len()
 }
 
-#[tokio::test]
-async fn the_same_key_and_body_again_returns_the_original_response() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn the_same_key_and_body_again_returns_the_original_response(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let body = factory::with_tasks(&["check_identity"]);
     let first = create_with_key(&app, &app.admin_token, "signup-1", &body).await;
     first.assert_status(201);
@@ -43,9 +51,8 @@ async fn the_same_key_and_body_again_returns_the_original_response() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_same_key_with_another_body_is_refused_with_422() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn the_same_key_with_another_body_is_refused_with_422(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let body = factory::with_tasks(&["check_identity"]);
     create_with_key(&app, &app.admin_token, "k-1", &body)
         .await
@@ -60,9 +67,8 @@ async fn the_same_key_with_another_body_is_refused_with_422() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_order_of_keys_in_the_body_does_not_make_it_another_request() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn the_order_of_keys_in_the_body_does_not_make_it_another_request(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let send_raw = |text: &'static str| {
         app.send(
             app.request(Method::POST, "/v1/onboardings")
@@ -86,9 +92,8 @@ async fn the_order_of_keys_in_the_body_does_not_make_it_another_request() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn keys_belong_to_the_caller_so_two_callers_never_collide() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn keys_belong_to_the_caller_so_two_callers_never_collide(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let service = app.token(Role::Service).await;
     let body = factory::with_tasks(&["check_identity"]);
     let mine = create_with_key(&app, &app.admin_token, "shared", &body).await;
@@ -100,9 +105,8 @@ async fn keys_belong_to_the_caller_so_two_callers_never_collide() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn twenty_concurrent_requests_with_one_key_create_exactly_one_onboarding() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn twenty_concurrent_requests_with_one_key_create_exactly_one_onboarding(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let body = factory::with_tasks(&["check_identity", "check_credit"]);
     let responses = futures::future::join_all(
         (0..20).map(|_| create_with_key(&app, &app.admin_token, "burst", &body)),
@@ -136,9 +140,8 @@ async fn twenty_concurrent_requests_with_one_key_create_exactly_one_onboarding()
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_overlong_key_is_refused() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn an_overlong_key_is_refused(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let body = factory::with_tasks(&["check_identity"]);
     let r = create_with_key(&app, &app.admin_token, &"k".repeat(256), &body).await;
     r.assert_error(400, "validation_failed");

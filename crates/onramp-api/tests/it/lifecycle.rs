@@ -2,17 +2,25 @@
 //! endpoint, and the audit trail of every transition.
 
 use crate::{id_of, sim_config};
-use onramp_testkit::{TestApp, factory, step};
+use onramp_testkit::{Backend, TestApp, factory, step};
 use serde_json::{Value, json};
+
+on_both_backends!(
+    a_template_onboarding_is_created_pending_and_runs_every_step_to_completed,
+    steps_run_strictly_in_order_and_progress_counts_succeeded_steps,
+    every_transition_is_in_the_audit_log_as_a_verifiable_hash_chain,
+    a_higher_priority_is_kept_and_shown,
+);
 
 fn is_rfc3339_utc(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| s.ends_with('Z') && s.parse::<jiff::Timestamp>().is_ok())
 }
 
-#[tokio::test]
-async fn a_template_onboarding_is_created_pending_and_runs_every_step_to_completed() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn a_template_onboarding_is_created_pending_and_runs_every_step_to_completed(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let body = factory::from_template("standard");
 
     let response = app.post_json("/v1/onboardings", &body).await;
@@ -80,9 +88,8 @@ async fn a_template_onboarding_is_created_pending_and_runs_every_step_to_complet
     app.stop().await;
 }
 
-#[tokio::test]
-async fn steps_run_strictly_in_order_and_progress_counts_succeeded_steps() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn steps_run_strictly_in_order_and_progress_counts_succeeded_steps(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     app.post("/v1/stages/provisioning/pause")
         .await
         .assert_status(200);
@@ -116,9 +123,8 @@ async fn steps_run_strictly_in_order_and_progress_counts_succeeded_steps() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn every_transition_is_in_the_audit_log_as_a_verifiable_hash_chain() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn every_transition_is_in_the_audit_log_as_a_verifiable_hash_chain(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let id = id_of(
         &app.create_onboarding(factory::from_template("standard"))
             .await,
@@ -172,9 +178,8 @@ async fn every_transition_is_in_the_audit_log_as_a_verifiable_hash_chain() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_higher_priority_is_kept_and_shown() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn a_higher_priority_is_kept_and_shown(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let mut body = factory::with_tasks(&["check_identity"]);
     body["priority"] = json!(9);
     let created = app.create_onboarding(body).await;

@@ -1,8 +1,13 @@
 //! `GET /v1/onboardings`: filters and cursor pagination.
 
 use crate::{id_of, sim_config};
-use onramp_testkit::{TestApp, factory};
+use onramp_testkit::{Backend, TestApp, factory};
 use serde_json::{Value, json};
+
+on_both_backends!(
+    onboardings_are_listed_newest_first_and_filtered_by_status_stage_template_and_text,
+    a_cursor_walks_every_onboarding_exactly_once,
+);
 
 fn ids(page: &Value) -> Vec<String> {
     page["items"]
@@ -24,9 +29,10 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
     v
 }
 
-#[tokio::test]
-async fn onboardings_are_listed_newest_first_and_filtered_by_status_stage_template_and_text() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn onboardings_are_listed_newest_first_and_filtered_by_status_stage_template_and_text(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     // Provisioning is paused, so `provisioned` onboardings stop at their second step.
     app.post("/v1/stages/provisioning/pause")
         .await
@@ -110,9 +116,9 @@ async fn onboardings_are_listed_newest_first_and_filtered_by_status_stage_templa
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_cursor_walks_every_onboarding_exactly_once() {
+async fn a_cursor_walks_every_onboarding_exactly_once(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;

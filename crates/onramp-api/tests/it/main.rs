@@ -1,7 +1,37 @@
-//! Behaviour of the onramp API over real HTTP and a real SQLite file, one module per feature.
+//! Behaviour of the onramp API over real HTTP and a real database, one module per feature.
 //!
 //! Every test starts its own [`TestApp`](onramp_testkit::TestApp) (own database, own port),
 //! so tests run in parallel and never see each other's data. Waiting is always a bounded poll.
+//!
+//! One suite, two backends: each test is an `async fn name(backend: Backend)` listed in its
+//! module's `on_both_backends!`, which makes it the tests `name::sqlite` and
+//! `name::postgres`. The PostgreSQL ones run where `ONRAMP_TEST_POSTGRES_URL` names a server
+//! (each app gets a fresh database) and otherwise print a skip line and pass. No test here is
+//! specific to one backend; one that is belongs in that backend's crate.
+
+/// Makes each listed `async fn name(backend: Backend)` two tests, `name::sqlite` and
+/// `name::postgres`. A test fn missing from the list is dead code, which the lints refuse.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use onramp_testkit::Backend;
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if Backend::Postgres.is_available() {
+                        super::$name(Backend::Postgres).await;
+                    }
+                }
+            }
+        )*
+    };
+}
 
 mod bad_input;
 mod dead_letters;

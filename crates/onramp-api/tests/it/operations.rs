@@ -2,9 +2,20 @@
 //! publish template versions; and the unauthenticated health endpoints.
 
 use crate::{id_of, sim_config};
-use onramp_testkit::{Reply, TestApp, factory, step};
+use onramp_testkit::{Backend, Reply, TestApp, factory, step};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+on_both_backends!(
+    cancelling_skips_the_remaining_steps_and_ends_cancelled,
+    a_step_cancelled_mid_attempt_stays_cancelled_when_its_worker_reports_back,
+    a_cancel_needs_no_body,
+    a_paused_stage_runs_nothing_until_it_is_resumed,
+    stages_lists_every_configured_stage_with_its_counts,
+    a_new_template_version_applies_to_new_onboardings_only,
+    template_versions_with_unknown_or_no_tasks_are_refused,
+    health_and_readiness_need_no_token,
+);
 
 async fn stage(app: &TestApp, name: &str) -> Value {
     let r = app.get("/v1/stages").await;
@@ -18,9 +29,8 @@ async fn stage(app: &TestApp, name: &str) -> Value {
         .unwrap_or_else(|| panic!("no stage {name} in {r}"))
 }
 
-#[tokio::test]
-async fn cancelling_skips_the_remaining_steps_and_ends_cancelled() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn cancelling_skips_the_remaining_steps_and_ends_cancelled(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     app.post("/v1/stages/provisioning/pause")
         .await
         .assert_status(200);
@@ -72,14 +82,15 @@ async fn cancelling_skips_the_remaining_steps_and_ends_cancelled() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_step_cancelled_mid_attempt_stays_cancelled_when_its_worker_reports_back() {
+async fn a_step_cancelled_mid_attempt_stays_cancelled_when_its_worker_reports_back(
+    backend: Backend,
+) {
     let (crm, config) = crate::with_crm().await;
     crm.script(
         "/slow",
         [Reply::json(200, json!({"id": "late"})).delayed(Duration::from_secs(1))],
     );
-    let app = TestApp::spawn(&config).await;
+    let mut app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["slow_verify", "check_identity"]))
             .await,
@@ -95,13 +106,16 @@ async fn a_step_cancelled_mid_attempt_stays_cancelled_when_its_worker_reports_ba
     r.assert_status(202);
     assert_eq!(step(&r.body, 1)["status"], "cancelled");
 
-    // The `serial` stage runs one step at a time, and decisions are committed in the order
-    // attempts end: once this next step has completed, the late result has been handled.
+    // The `serial` stage runs one step at a time: once this next step has completed, the
+    // slow attempt has ended and handed its late result to the completer. Stopping the
+    // workers then waits until the completer has committed or refused all it was handed
+    // (it commits several batches at once, so the order of commits proves nothing).
     let next = id_of(
         &app.create_onboarding(factory::with_tasks(&["serial_check"]))
             .await,
     );
     app.wait_for_status(&next, "completed").await;
+    app.stop_runtime().await;
 
     let after = app.onboarding(&id).await;
     assert_eq!(after["status"], "cancelled");
@@ -122,9 +136,9 @@ async fn a_step_cancelled_mid_attempt_stays_cancelled_when_its_worker_reports_ba
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_cancel_needs_no_body() {
+async fn a_cancel_needs_no_body(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;
@@ -139,9 +153,8 @@ async fn a_cancel_needs_no_body() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_paused_stage_runs_nothing_until_it_is_resumed() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn a_paused_stage_runs_nothing_until_it_is_resumed(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let paused = app.post("/v1/stages/provisioning/pause").await;
     paused.assert_status(200);
     assert_eq!(paused.body["name"], "provisioning");
@@ -178,9 +191,9 @@ async fn a_paused_stage_runs_nothing_until_it_is_resumed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn stages_lists_every_configured_stage_with_its_counts() {
+async fn stages_lists_every_configured_stage_with_its_counts(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;
@@ -211,9 +224,8 @@ async fn stages_lists_every_configured_stage_with_its_counts() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_new_template_version_applies_to_new_onboardings_only() {
-    let app = TestApp::spawn(&sim_config()).await;
+async fn a_new_template_version_applies_to_new_onboardings_only(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
     let list = app.get("/v1/templates").await;
     list.assert_status(200);
     let names: Vec<&Value> = list.body["items"]
@@ -293,9 +305,9 @@ async fn a_new_template_version_applies_to_new_onboardings_only() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn template_versions_with_unknown_or_no_tasks_are_refused() {
+async fn template_versions_with_unknown_or_no_tasks_are_refused(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;
@@ -327,9 +339,9 @@ async fn template_versions_with_unknown_or_no_tasks_are_refused() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn health_and_readiness_need_no_token() {
+async fn health_and_readiness_need_no_token(backend: Backend) {
     let app = TestApp::builder(&sim_config())
+        .backend(backend)
         .without_runtime()
         .spawn()
         .await;

@@ -3,9 +3,20 @@
 //! onboarding until an operator replays or retries it.
 
 use crate::{config, id_of, with_crm};
-use onramp_testkit::{Reply, TestApp, factory, step};
+use onramp_testkit::{Backend, Reply, TestApp, factory, step};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+on_both_backends!(
+    a_failing_service_is_retried_with_one_idempotency_key_until_it_succeeds,
+    retry_after_from_the_service_postpones_the_next_attempt,
+    exhausted_retries_dead_letter_the_step_and_a_replay_completes_the_onboarding,
+    a_permanent_client_error_dead_letters_at_once_and_retry_runs_it_again,
+    a_timed_out_request_is_retried,
+    a_refused_connection_is_retried_until_the_attempts_run_out,
+    a_success_with_a_huge_body_still_succeeds_with_a_capped_output,
+    a_request_template_that_refers_to_a_missing_output_dead_letters_at_once,
+);
 
 fn retrying_entries(audit: &[Value]) -> Vec<&Value> {
     audit
@@ -14,8 +25,7 @@ fn retrying_entries(audit: &[Value]) -> Vec<&Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_failing_service_is_retried_with_one_idempotency_key_until_it_succeeds() {
+async fn a_failing_service_is_retried_with_one_idempotency_key_until_it_succeeds(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
@@ -29,7 +39,7 @@ async fn a_failing_service_is_retried_with_one_idempotency_key_until_it_succeeds
         "/accounts/ver_1",
         [Reply::json(201, json!({"account": "acc_1"}))],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
 
     let body = factory::with_tasks(&["verify_identity", "create_account"]);
     let id = id_of(&app.create_onboarding(body.clone()).await);
@@ -83,8 +93,7 @@ async fn a_failing_service_is_retried_with_one_idempotency_key_until_it_succeeds
     app.stop().await;
 }
 
-#[tokio::test]
-async fn retry_after_from_the_service_postpones_the_next_attempt() {
+async fn retry_after_from_the_service_postpones_the_next_attempt(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
@@ -93,7 +102,7 @@ async fn retry_after_from_the_service_postpones_the_next_attempt() {
             Reply::json(200, json!({"id": "v"})),
         ],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
             .await,
@@ -124,14 +133,15 @@ async fn retry_after_from_the_service_postpones_the_next_attempt() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn exhausted_retries_dead_letter_the_step_and_a_replay_completes_the_onboarding() {
+async fn exhausted_retries_dead_letter_the_step_and_a_replay_completes_the_onboarding(
+    backend: Backend,
+) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
         [Reply::json(503, json!({"error": "down"}))],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity", "check_identity"]))
             .await,
@@ -219,14 +229,13 @@ async fn exhausted_retries_dead_letter_the_step_and_a_replay_completes_the_onboa
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_permanent_client_error_dead_letters_at_once_and_retry_runs_it_again() {
+async fn a_permanent_client_error_dead_letters_at_once_and_retry_runs_it_again(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
         [Reply::json(422, json!({"error": "email rejected"}))],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
             .await,
@@ -256,8 +265,7 @@ async fn a_permanent_client_error_dead_letters_at_once_and_retry_runs_it_again()
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_timed_out_request_is_retried() {
+async fn a_timed_out_request_is_retried(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
@@ -266,7 +274,7 @@ async fn a_timed_out_request_is_retried() {
             Reply::json(200, json!({"id": "v"})),
         ],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
             .await,
@@ -286,14 +294,13 @@ async fn a_timed_out_request_is_retried() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_refused_connection_is_retried_until_the_attempts_run_out() {
+async fn a_refused_connection_is_retried_until_the_attempts_run_out(backend: Backend) {
     // A port that was free a moment ago: nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let app = TestApp::spawn(&config(&format!("http://{closed}"))).await;
+    let app = TestApp::spawn_on(backend, &config(&format!("http://{closed}"))).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
             .await,
@@ -314,14 +321,13 @@ async fn a_refused_connection_is_retried_until_the_attempts_run_out() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_success_with_a_huge_body_still_succeeds_with_a_capped_output() {
+async fn a_success_with_a_huge_body_still_succeeds_with_a_capped_output(backend: Backend) {
     let (crm, config) = with_crm().await;
     crm.script(
         "/verifications",
         [Reply::json(200, json!({"blob": "x".repeat(100 * 1024)}))],
     );
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
             .await,
@@ -342,10 +348,9 @@ async fn a_success_with_a_huge_body_still_succeeds_with_a_capped_output() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_request_template_that_refers_to_a_missing_output_dead_letters_at_once() {
+async fn a_request_template_that_refers_to_a_missing_output_dead_letters_at_once(backend: Backend) {
     let (crm, config) = with_crm().await;
-    let app = TestApp::spawn(&config).await;
+    let app = TestApp::spawn_on(backend, &config).await;
     // `create_account` needs the output of a `verify_identity` step this onboarding lacks.
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["create_account"]))

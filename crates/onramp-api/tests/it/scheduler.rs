@@ -8,24 +8,34 @@ use crate::{id_of, sim_config, with_crm};
 use onramp_core::outcome::Resolution;
 use onramp_core::time::Millis;
 use onramp_store::{StepFinish, StepGuard, StepRef, StoreError};
-use onramp_testkit::{ManualClock, Reply, TestApp, factory, step};
+use onramp_testkit::{Backend, ManualClock, Reply, TestApp, factory, step};
 use serde_json::json;
 use std::time::Duration;
+
+on_both_backends!(
+    a_step_whose_worker_vanished_runs_again_after_the_visibility_timeout_and_succeeds_once,
+    an_expired_lease_on_the_last_attempt_dead_letters_the_step,
+    a_step_queued_longer_than_the_pickup_timeout_is_dead_lettered,
+    a_retrying_step_waits_for_its_backoff_to_pass,
+    higher_priority_steps_are_claimed_first,
+);
 
 /// 2027-01-15T08:00:00Z.
 const START: Millis = Millis(1_800_000_000_000);
 
-async fn manual_app() -> TestApp {
+async fn manual_app(backend: Backend) -> TestApp {
     TestApp::builder(&sim_config())
+        .backend(backend)
         .manual_clock(ManualClock::new(START))
         .without_runtime()
         .spawn()
         .await
 }
 
-#[tokio::test]
-async fn a_step_whose_worker_vanished_runs_again_after_the_visibility_timeout_and_succeeds_once() {
-    let mut app = manual_app().await;
+async fn a_step_whose_worker_vanished_runs_again_after_the_visibility_timeout_and_succeeds_once(
+    backend: Backend,
+) {
+    let mut app = manual_app(backend).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["check_identity"]))
             .await,
@@ -108,9 +118,8 @@ async fn a_step_whose_worker_vanished_runs_again_after_the_visibility_timeout_an
     app.stop().await;
 }
 
-#[tokio::test]
-async fn an_expired_lease_on_the_last_attempt_dead_letters_the_step() {
-    let app = manual_app().await;
+async fn an_expired_lease_on_the_last_attempt_dead_letters_the_step(backend: Backend) {
+    let app = manual_app(backend).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["always_fails"]))
             .await,
@@ -139,9 +148,8 @@ async fn an_expired_lease_on_the_last_attempt_dead_letters_the_step() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_step_queued_longer_than_the_pickup_timeout_is_dead_lettered() {
-    let mut app = manual_app().await;
+async fn a_step_queued_longer_than_the_pickup_timeout_is_dead_lettered(backend: Backend) {
+    let mut app = manual_app(backend).await;
     let id = id_of(
         &app.create_onboarding(factory::with_tasks(&["check_identity", "check_credit"]))
             .await,
@@ -181,8 +189,7 @@ async fn a_step_queued_longer_than_the_pickup_timeout_is_dead_lettered() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_retrying_step_waits_for_its_backoff_to_pass() {
+async fn a_retrying_step_waits_for_its_backoff_to_pass(backend: Backend) {
     let (crm, config) = with_crm().await;
     // Full jitter may draw a zero backoff; `Retry-After` makes the wait at least 1 s.
     crm.script(
@@ -193,6 +200,7 @@ async fn a_retrying_step_waits_for_its_backoff_to_pass() {
         ],
     );
     let app = TestApp::builder(&config)
+        .backend(backend)
         .manual_clock(ManualClock::new(START))
         .spawn()
         .await;
@@ -221,9 +229,8 @@ async fn a_retrying_step_waits_for_its_backoff_to_pass() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn higher_priority_steps_are_claimed_first() {
-    let app = manual_app().await;
+async fn higher_priority_steps_are_claimed_first(backend: Backend) {
+    let app = manual_app(backend).await;
     let low = id_of(
         &app.create_onboarding(factory::with_tasks(&["check_identity"]))
             .await,

@@ -3,20 +3,26 @@
 //! promptly (creation, the next step, a retry after its backoff, a resumed stage, a replay).
 
 use crate::{id_of, with_crm};
-use onramp_testkit::{FakeService, Reply, TestApp, factory};
+use onramp_testkit::{Backend, FakeService, Reply, TestApp, factory};
 use serde_json::json;
+
+on_both_backends!(
+    new_onboardings_and_their_next_steps_are_picked_up_at_once,
+    a_retry_runs_when_its_backoff_ends,
+    resuming_a_stage_wakes_its_workers,
+    replayed_and_retried_steps_run_at_once,
+);
 
 const NO_POLLING: &str = "\n[worker]\npoll_interval = \"1h\"\nscheduler_interval = \"1h\"\n";
 
-async fn app_without_polling() -> (FakeService, TestApp) {
+async fn app_without_polling(backend: Backend) -> (FakeService, TestApp) {
     let (crm, config) = with_crm().await;
-    let app = TestApp::spawn(&format!("{config}{NO_POLLING}")).await;
+    let app = TestApp::spawn_on(backend, &format!("{config}{NO_POLLING}")).await;
     (crm, app)
 }
 
-#[tokio::test]
-async fn new_onboardings_and_their_next_steps_are_picked_up_at_once() {
-    let (_crm, app) = app_without_polling().await;
+async fn new_onboardings_and_their_next_steps_are_picked_up_at_once(backend: Backend) {
+    let (_crm, app) = app_without_polling(backend).await;
     let id = id_of(
         &app.create_onboarding(factory::from_template("provisioned"))
             .await,
@@ -25,9 +31,8 @@ async fn new_onboardings_and_their_next_steps_are_picked_up_at_once() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_retry_runs_when_its_backoff_ends() {
-    let (crm, app) = app_without_polling().await;
+async fn a_retry_runs_when_its_backoff_ends(backend: Backend) {
+    let (crm, app) = app_without_polling(backend).await;
     crm.script(
         "/verifications",
         [Reply::status(503), Reply::json(200, json!({"id": "v"}))],
@@ -40,9 +45,8 @@ async fn a_retry_runs_when_its_backoff_ends() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn resuming_a_stage_wakes_its_workers() {
-    let (_crm, app) = app_without_polling().await;
+async fn resuming_a_stage_wakes_its_workers(backend: Backend) {
+    let (_crm, app) = app_without_polling(backend).await;
     app.post("/v1/stages/provisioning/pause")
         .await
         .assert_status(200);
@@ -57,9 +61,8 @@ async fn resuming_a_stage_wakes_its_workers() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn replayed_and_retried_steps_run_at_once() {
-    let (crm, app) = app_without_polling().await;
+async fn replayed_and_retried_steps_run_at_once(backend: Backend) {
+    let (crm, app) = app_without_polling(backend).await;
     crm.script("/verifications", [Reply::status(400)]);
     let replayed = id_of(
         &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
