@@ -188,6 +188,7 @@ struct RawServer {
 #[derive(Deserialize, Default)]
 struct RawStore {
     url: Option<String>,
+    max_connections: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +314,12 @@ impl Decoder<'_> {
                     if let Some(url) = raw.url {
                         config.store.url = url;
                     }
+                    config.store.max_connections = self.integer(
+                        raw.max_connections,
+                        &path.key("max_connections"),
+                        (2, 1000),
+                        config.store.max_connections as i64,
+                    ) as u32;
                 }
                 "services" => {
                     for (name, entry) in self.entries(value, &path) {

@@ -70,12 +70,17 @@ impl Default for ServerConfig {
 pub struct StoreConfig {
     /// `sqlite://PATH` or `postgres://...` (`ONRAMP_DATABASE_URL` overrides it).
     pub url: String,
+    /// PostgreSQL connections this process keeps at most (one of them listens for the other
+    /// processes' notifications). Every `serve` and `worker` process has its own pool, so
+    /// their sum must stay under the server's `max_connections`.
+    pub max_connections: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             url: "sqlite://onramp.db".to_owned(),
+            max_connections: 16,
         }
     }
 }

@@ -329,3 +329,16 @@ fn a_missing_file_is_reported_by_name() {
         "{err}"
     );
 }
+
+#[test]
+fn the_postgres_pool_size_is_configurable_within_bounds() {
+    let config = parse("[store]\nurl = \"postgres://x@127.0.0.1/db\"\nmax_connections = 4\n")
+        .expect("valid");
+    assert_eq!(config.store.max_connections, 4);
+    assert_eq!(Config::default().store.max_connections, 16);
+    assert_one_error_at(
+        "[store]\nmax_connections = 1\n",
+        "store.max_connections",
+        "2 to 1000",
+    );
+}

@@ -2,7 +2,7 @@
 //! the background runtime and the HTTP server.
 
 use anyhow::{Context, bail};
-use onramp_config::Config;
+use onramp_config::{Config, StoreConfig};
 use onramp_core::clock::SystemClock;
 use onramp_engine::Engine;
 use onramp_engine::runtime::{Runtime, RuntimeOptions};
@@ -46,20 +46,23 @@ pub fn load_config(
     Ok(config)
 }
 
-/// Opens the store the URL names, applying migrations.
-pub async fn open_store(url: &str) -> anyhow::Result<SharedStore> {
+/// Opens the store `[store]` names, applying migrations.
+pub async fn open_store(store: &StoreConfig) -> anyhow::Result<SharedStore> {
+    let url = store.url.as_str();
     if url.starts_with("sqlite:") {
         let store = SqliteStore::open(url)
             .await
             .with_context(|| format!("could not open the database {url}"))?;
         Ok(Arc::new(store))
     } else if onramp_store_postgres::is_postgres_url(url) {
-        let store = PostgresStore::open(url).await.with_context(|| {
-            format!(
-                "could not open the database {}",
-                onramp_store_postgres::redacted_url(url)
-            )
-        })?;
+        let store = PostgresStore::open_with(url, store.max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "could not open the database {}",
+                    onramp_store_postgres::redacted_url(url)
+                )
+            })?;
         Ok(Arc::new(store))
     } else {
         bail!(
@@ -84,7 +87,7 @@ pub fn require_existing_database(url: &str) -> anyhow::Result<()> {
 
 /// Opens the store and builds the engine.
 pub async fn engine(config: Config) -> anyhow::Result<Arc<Engine>> {
-    let store = open_store(&config.store.url).await?;
+    let store = open_store(&config.store).await?;
     Ok(Engine::new(store, config, Arc::new(SystemClock)).await?)
 }
 
