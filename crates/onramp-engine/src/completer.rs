@@ -15,11 +15,16 @@ use crate::Engine;
 use onramp_core::outcome::Resolution;
 use onramp_store::{StepFinish, StoreError, StoreResult};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{JoinHandle, JoinSet};
 
 /// Most decisions committed together.
 pub const MAX_BATCH: usize = 256;
+
+/// Times a decision is committed again while the store is unavailable (0.1 s, doubling:
+/// about 3 s in all).
+const OUTAGE_RETRIES: usize = 5;
 
 /// Most batches committing at once.
 pub const MAX_IN_FLIGHT: usize = 8;
@@ -81,7 +86,7 @@ pub async fn commit(engine: &Engine, finishes: Vec<StepFinish>) -> Vec<StoreResu
         })
         .collect();
     let refs: Vec<_> = finishes.iter().map(|f| f.step.clone()).collect();
-    let results = engine.store.finish_steps(finishes).await;
+    let results = finish_riding_out_outages(engine, finishes).await;
     for ((result, wake_at), step) in results.iter().zip(wakes).zip(refs) {
         match result {
             Ok(()) => {
@@ -95,6 +100,40 @@ pub async fn commit(engine: &Engine, finishes: Vec<StepFinish>) -> Vec<StoreResu
             Err(e) => {
                 tracing::error!(onboarding = %step.onboarding_id, seq = step.seq.0, error = %e, "could not commit a step decision; its lease will expire and it will run again");
             }
+        }
+    }
+    results
+}
+
+/// Finishes the steps, trying again those that failed because the database was unreachable
+/// (a restart, a killed connection), for a few seconds. Without this they would wait for
+/// their lease to expire and run again. Trying again is safe: a decision whose step moved on
+/// meanwhile (or whose first try did commit) is refused by its guard.
+async fn finish_riding_out_outages(
+    engine: &Engine,
+    finishes: Vec<StepFinish>,
+) -> Vec<StoreResult<()>> {
+    let mut results = engine.store.finish_steps(finishes.clone()).await;
+    let mut delay = Duration::from_millis(100);
+    for _ in 0..OUTAGE_RETRIES {
+        let unavailable: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| matches!(r, Err(StoreError::Unavailable(_))))
+            .map(|(i, _)| i)
+            .collect();
+        if unavailable.is_empty() {
+            break;
+        }
+        tracing::warn!(count = unavailable.len(), retry_in = ?delay, "the store is unavailable; will commit these decisions again");
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+        let again = engine
+            .store
+            .finish_steps(unavailable.iter().map(|&i| finishes[i].clone()).collect())
+            .await;
+        for (i, result) in unavailable.into_iter().zip(again) {
+            results[i] = result;
         }
     }
     results
