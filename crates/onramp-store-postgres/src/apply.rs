@@ -1,23 +1,21 @@
-//! Writes a [`Changes`] computed by `onramp_core::plan`, inside the caller's transaction.
+//! Writes a [`Changes`] computed by `onramp_core::plan`, inside the caller's transaction:
+//! one onboarding's changes go through the same statements as a batch's (see
+//! [`crate::batch`]), so there is one write path to get right.
 //!
 //! The caller holds the onboarding's row lock and read `head` after taking it. Every status
 //! update is still a compare-and-set on the status the plan started from (and, for a step
-//! leaving `running`, on its lease): zero rows updated means somebody else moved the row
-//! first, and the caller's transaction (or savepoint) is undone with
-//! [`StoreError::Conflict`]. Audit entries and outbox events go in with one statement each.
+//! leaving `running`, on its lease): a missed one refuses the whole write with
+//! [`StoreError::Conflict`](onramp_store::StoreError::Conflict), and the caller's
+//! transaction (or savepoint) is undone.
 
-use crate::db_error;
 use crate::rows::int;
 use crate::store::Notices;
+use crate::{batch, db_error};
 use onramp_core::DeadLetterId;
-use onramp_core::audit::{self, AuditHead};
-use onramp_core::plan::{
-    AttemptsUpdate, Changes, DeadLetterChange, ErrorUpdate, OnboardingChange, OnboardingState,
-    StepChange,
-};
-use onramp_core::step::StepStatus;
+use onramp_core::audit::AuditHead;
+use onramp_core::plan::{Changes, DeadLetterChange, ErrorUpdate, OnboardingState};
 use onramp_core::time::Millis;
-use onramp_store::{Changed, LeaseId, StoreError, StoreResult};
+use onramp_store::{LeaseId, StoreResult};
 use sqlx::PgConnection;
 
 /// A lease to set on a step entering `running`, or to require of a step leaving it.
@@ -29,7 +27,7 @@ pub struct Leases {
     pub require: Option<LeaseId>,
 }
 
-/// Applies `changes` to onboarding `ob` whose audit chain ends at `head`.
+/// Applies `changes` to onboarding `ob` whose audit chain ends at `head`: a batch of one.
 pub async fn apply(
     conn: &mut PgConnection,
     ob: &OnboardingState,
@@ -38,24 +36,17 @@ pub async fn apply(
     now: Millis,
     leases: Leases,
 ) -> StoreResult<Notices> {
-    let mut notices = Notices::default();
-    for step in &changes.steps {
-        update_step(conn, ob, step, now, leases).await?;
-    }
-    if let Some(row) = &changes.onboarding {
-        update_onboarding(conn, ob, row, now).await?;
-        notices.changed.push(Changed {
-            id: ob.id.clone(),
-            status: row.to,
-        });
-    }
-    if let Some(change) = &changes.dead_letter {
-        write_dead_letter(conn, ob, change, now).await?;
-    }
-    append_audit(conn, ob, head, changes.audit).await?;
-    write_outbox(conn, changes.events).await?;
-    notices.wake.extend(changes.wake);
-    Ok(notices)
+    batch::apply_all(
+        conn,
+        vec![batch::Planned {
+            state: ob.clone(),
+            head,
+            changes,
+            now,
+            leases,
+        }],
+    )
+    .await
 }
 
 /// The mode and value of an error column update, as the SQL `CASE` expects them.
@@ -65,123 +56,6 @@ pub(crate) fn error_update(error: &ErrorUpdate) -> (&'static str, Option<&str>) 
         ErrorUpdate::Set(e) => ("set", Some(e.as_str())),
         ErrorUpdate::Clear => ("clear", None),
     }
-}
-
-async fn update_step(
-    conn: &mut PgConnection,
-    ob: &OnboardingState,
-    step: &StepChange,
-    now: Millis,
-    leases: Leases,
-) -> StoreResult<()> {
-    let (error_mode, error_value) = error_update(&step.error);
-    let attempts_mode = match (step.to, step.attempts) {
-        (StepStatus::Running, _) => "claim",
-        (_, AttemptsUpdate::Refund) => "refund",
-        (_, AttemptsUpdate::Reset) => "reset",
-        (_, AttemptsUpdate::Keep) => "keep",
-    };
-    let (grant_lease, grant_expiry) = match (step.to, leases.grant) {
-        (StepStatus::Running, Some((lease, until))) => (Some(lease.0), Some(until.0)),
-        _ => (None, None),
-    };
-    let required_lease = if step.from == StepStatus::Running {
-        leases.require.map(|l| l.0)
-    } else {
-        None
-    };
-    let output = step.output.as_ref().map(|v| v.to_string());
-    let updated = sqlx::query(
-        "UPDATE steps SET
-            status = $1,
-            available_at = $2,
-            queued_at = CASE WHEN $3 THEN $4 ELSE queued_at END,
-            lease_id = $5,
-            lease_expires_at = $6,
-            attempts = CASE $7 WHEN 'claim' THEN attempts + 1
-                               WHEN 'refund' THEN greatest(attempts - 1, 0)
-                               WHEN 'reset' THEN 0 ELSE attempts END,
-            output = CASE WHEN $8::text IS NOT NULL THEN $8::text::json ELSE output END,
-            error = CASE $9 WHEN 'set' THEN $10 WHEN 'clear' THEN NULL ELSE error END,
-            started_at = CASE WHEN $1 = 'running' THEN coalesce(started_at, $4) ELSE started_at END,
-            finished_at = CASE WHEN $11::bigint IS NOT NULL THEN $11
-                               WHEN $1 IN ('queued', 'retrying', 'running', 'waiting') THEN NULL
-                               ELSE finished_at END
-         WHERE onboarding_id = $12 AND seq = $13 AND status = $14
-           AND ($15::bigint IS NULL OR lease_id = $15)",
-    )
-    .bind(step.to.as_str())
-    .bind(step.available_at.map(|m| m.0))
-    .bind(step.enqueued)
-    .bind(now.0)
-    .bind(grant_lease)
-    .bind(grant_expiry)
-    .bind(attempts_mode)
-    .bind(output)
-    .bind(error_mode)
-    .bind(error_value)
-    .bind(step.finished_at.map(|m| m.0))
-    .bind(ob.id.as_str())
-    .bind(int(step.seq.0)?)
-    .bind(step.from.as_str())
-    .bind(required_lease)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    if updated == 0 {
-        return Err(StoreError::Conflict(format!(
-            "step {} of {} is no longer {}{}",
-            step.seq,
-            ob.id,
-            step.from,
-            if required_lease.is_some() {
-                " under this lease"
-            } else {
-                ""
-            }
-        )));
-    }
-    Ok(())
-}
-
-async fn update_onboarding(
-    conn: &mut PgConnection,
-    ob: &OnboardingState,
-    row: &OnboardingChange,
-    now: Millis,
-) -> StoreResult<()> {
-    let (error_mode, error_value) = error_update(&row.error);
-    let updated = sqlx::query(
-        "UPDATE onboardings SET status = $1, stage = $2, current_seq = $3,
-            succeeded_steps = $4,
-            error = CASE $5 WHEN 'set' THEN $6 WHEN 'clear' THEN NULL ELSE error END,
-            retry_available = $7,
-            completed_at = coalesce($8, completed_at), updated_at = $9
-         WHERE id = $10 AND status = $11",
-    )
-    .bind(row.to.as_str())
-    .bind(row.stage.as_ref().map(|s| s.as_str()))
-    .bind(int(row.current_seq.0)?)
-    .bind(int(row.succeeded_steps)?)
-    .bind(error_mode)
-    .bind(error_value)
-    .bind(row.retry_available)
-    .bind(row.finished_at.map(|m| m.0))
-    .bind(now.0)
-    .bind(ob.id.as_str())
-    .bind(row.from.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    if updated == 0 {
-        return Err(StoreError::Conflict(format!(
-            "onboarding {} is no longer {}",
-            ob.id, row.from
-        )));
-    }
-    Ok(())
 }
 
 pub(crate) async fn write_dead_letter(
@@ -219,69 +93,6 @@ pub(crate) async fn write_dead_letter(
             .map_err(db_error)?;
         }
     }
-    Ok(())
-}
-
-/// Chains `records` after `head` and inserts them in one statement.
-async fn append_audit(
-    conn: &mut PgConnection,
-    ob: &OnboardingState,
-    mut head: AuditHead,
-    records: Vec<audit::AuditRecord>,
-) -> StoreResult<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let n = records.len();
-    let (mut seqs, mut ats, mut actors, mut actions) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut froms, mut tos, mut details, mut prev_hashes, mut hashes) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for record in records {
-        let e = audit::chain(&mut head, record);
-        seqs.push(i64::try_from(e.seq).map_err(|_| {
-            StoreError::Internal(format!("audit sequence {} is out of range", e.seq))
-        })?);
-        ats.push(e.at.0);
-        actors.push(e.actor);
-        actions.push(e.action);
-        froms.push(e.from);
-        tos.push(e.to);
-        details.push(e.detail.to_string());
-        prev_hashes.push(e.prev_hash);
-        hashes.push(e.hash);
-    }
-    sqlx::query(
-        "INSERT INTO audit (onboarding_id, seq, at, actor, action, from_state, to_state, detail,
-                            prev_hash, hash)
-         SELECT $1, a.seq, a.at, a.actor, a.action, a.from_state, a.to_state, a.detail::json,
-                a.prev_hash, a.hash
-         FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                     $8::text[], $9::text[], $10::text[])
-              AS a(seq, at, actor, action, from_state, to_state, detail, prev_hash, hash)",
-    )
-    .bind(ob.id.as_str())
-    .bind(seqs)
-    .bind(ats)
-    .bind(actors)
-    .bind(actions)
-    .bind(froms)
-    .bind(tos)
-    .bind(details)
-    .bind(prev_hashes)
-    .bind(hashes)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
     Ok(())
 }
 
