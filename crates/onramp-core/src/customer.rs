@@ -65,7 +65,38 @@ impl Customer {
         if let Err(message) = validate_email(&self.email) {
             err("email", message);
         }
+        // NUL is text nowhere: PostgreSQL refuses it in text and JSONB, so it would be a
+        // server error there and an invisible byte everywhere else.
+        for (field, value) in [
+            ("name", Some(&self.name)),
+            ("email", Some(&self.email)),
+            ("company", self.company.as_ref()),
+            ("external_ref", self.external_ref.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.contains('\0')) {
+                err(field, "must not contain NUL characters".into());
+            }
+        }
+        if let Some(attributes) = &self.attributes
+            && attributes
+                .iter()
+                .any(|(key, value)| key.contains('\0') || contains_nul(value))
+        {
+            err("attributes", "must not contain NUL characters".into());
+        }
         errors
+    }
+}
+
+/// Whether a JSON value holds a NUL character in any string or key.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
     }
 }
 
@@ -100,6 +131,19 @@ pub fn validate_email(email: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_refused_in_every_field_and_attribute() {
+        let mut c = customer("Ada\0", "ada@example.com");
+        c.attributes = Some(
+            serde_json::json!({"plan": ["pro", {"note": "x\u{0}y"}]})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        );
+        let fields: Vec<String> = c.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["customer.name", "customer.attributes"]);
+    }
 
     fn customer(name: &str, email: &str) -> Customer {
         Customer {

@@ -50,12 +50,37 @@ pub async fn apply(
 }
 
 /// The mode and value of an error column update, as the SQL `CASE` expects them.
-pub(crate) fn error_update(error: &ErrorUpdate) -> (&'static str, Option<&str>) {
+pub(crate) fn error_update(error: &ErrorUpdate) -> (&'static str, Option<String>) {
     match error {
         ErrorUpdate::Keep => ("keep", None),
-        ErrorUpdate::Set(e) => ("set", Some(e.as_str())),
+        ErrorUpdate::Set(e) => ("set", Some(storable_text(e))),
         ErrorUpdate::Clear => ("clear", None),
     }
+}
+
+/// `value` as JSON that PostgreSQL's `jsonb` accepts: it refuses `\u0000` in strings.
+pub(crate) fn storable_json(value: &serde_json::Value) -> String {
+    fn clean(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) if s.contains('\0') => *s = storable_text(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean),
+            serde_json::Value::Object(map) => map.values_mut().for_each(clean),
+            _ => {}
+        }
+    }
+    let json = value.to_string();
+    if !json.contains("\\u0000") {
+        return json;
+    }
+    let mut cleaned = value.clone();
+    clean(&mut cleaned);
+    cleaned.to_string()
+}
+
+/// `text` as PostgreSQL can store it: it refuses NUL in text columns, and an error message
+/// may quote whatever a remote service answered.
+pub(crate) fn storable_text(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
 }
 
 pub(crate) async fn write_dead_letter(
@@ -72,7 +97,7 @@ pub(crate) async fn write_dead_letter(
                  FROM steps WHERE onboarding_id = $4 AND seq = $5",
             )
             .bind(DeadLetterId::new().as_str())
-            .bind(error.as_str())
+            .bind(storable_text(error))
             .bind(now.0)
             .bind(ob.id.as_str())
             .bind(int(seq.0)?)
@@ -117,7 +142,7 @@ pub(crate) async fn write_outbox(
         kinds.push(event.kind.as_str());
         onboardings.push(event.onboarding_id.as_str().to_owned());
         ats.push(event.at.0);
-        data.push(event.data.to_string());
+        data.push(storable_json(&event.data));
     }
     sqlx::query(
         "INSERT INTO outbox (id, type, onboarding_id, at, data)

@@ -238,7 +238,7 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
                 .output
                 .push(step.output.as_ref().map(|v| v.to_string()));
             steps.error_mode.push(error_mode);
-            steps.error.push(error.map(str::to_owned));
+            steps.error.push(error);
             steps.finished_at.push(step.finished_at.map(|m| m.0));
         }
         if let Some(row) = &changes.onboarding {
@@ -252,7 +252,7 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
             onboardings.current_seq.push(int(row.current_seq.0)?);
             onboardings.succeeded_steps.push(int(row.succeeded_steps)?);
             onboardings.error_mode.push(error_mode);
-            onboardings.error.push(error.map(str::to_owned));
+            onboardings.error.push(error);
             onboardings.retry_available.push(row.retry_available);
             onboardings.finished_at.push(row.finished_at.map(|m| m.0));
             onboardings.now.push(now.0);

@@ -57,6 +57,12 @@ async fn invalid_onboarding_bodies_are_refused_with_400_and_create_nothing(backe
             None,
         ),
         (
+            "a NUL character in the name",
+            with(valid(), "/customer/name", json!("Ada\u{0}")),
+            "validation_failed",
+            Some("customer.name"),
+        ),
+        (
             "empty task list",
             with(valid(), "/tasks", json!([])),
             "validation_failed",

@@ -16,6 +16,7 @@ on_both_backends!(
     a_refused_connection_is_retried_until_the_attempts_run_out,
     a_success_with_a_huge_body_still_succeeds_with_a_capped_output,
     a_request_template_that_refers_to_a_missing_output_dead_letters_at_once,
+    answers_with_nul_characters_are_stored_on_every_backend,
 );
 
 fn retrying_entries(audit: &[Value]) -> Vec<&Value> {
@@ -367,5 +368,41 @@ async fn a_request_template_that_refers_to_a_missing_output_dead_letters_at_once
         "{s}"
     );
     assert!(crm.requests().is_empty(), "nothing was sent");
+    app.stop().await;
+}
+
+/// PostgreSQL refuses NUL in text and `jsonb`; what a service answers must still be kept.
+async fn answers_with_nul_characters_are_stored_on_every_backend(backend: Backend) {
+    let (crm, config) = with_crm().await;
+    crm.script(
+        "/verifications",
+        [
+            Reply::json(422, json!({"error": "email\u{0}rejected"})),
+            Reply::json(200, json!({"id": "ver\u{0}1"})),
+        ],
+    );
+    let app = TestApp::spawn_on(backend, &config).await;
+    let id = id_of(
+        &app.create_onboarding(factory::with_tasks(&["verify_identity"]))
+            .await,
+    );
+    let failed = app.wait_for_status(&id, "failed").await;
+    assert!(
+        step(&failed, 1)["error"]
+            .as_str()
+            .unwrap()
+            .contains("rejected"),
+        "{failed}"
+    );
+
+    app.post(&format!("/v1/onboardings/{id}/retry"))
+        .await
+        .assert_status(202);
+    let done = app.wait_for_status(&id, "completed").await;
+    let output = step(&done, 1)["output"]["id"].as_str().unwrap().to_owned();
+    assert!(output.starts_with("ver") && output.ends_with('1'), "{done}");
+    app.get(&format!("/v1/onboardings/{id}/audit"))
+        .await
+        .assert_status(200);
     app.stop().await;
 }
