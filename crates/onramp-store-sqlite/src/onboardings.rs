@@ -7,12 +7,10 @@ use crate::rows::*;
 use crate::store::Notices;
 use onramp_core::audit::{AuditEntry, AuditHead};
 use onramp_core::onboarding::OnboardingStatus;
-use onramp_core::plan::{self, OnboardingState, StepState};
-use onramp_core::step::StepStatus;
+use onramp_core::plan::{OnboardingState, StepState};
 use onramp_core::{OnboardingId, StepId, StepSeq};
 use onramp_store::*;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::json;
 
 /// Creates an onboarding (or replays the answer to an earlier identical request).
 pub fn create(
@@ -89,27 +87,7 @@ pub fn create(
             .map_err(db_error)?;
     }
 
-    let state = OnboardingState {
-        id: new.id.clone(),
-        status: OnboardingStatus::Pending,
-        current_seq: StepSeq(1),
-        total_steps: new.steps.len() as u32,
-        succeeded_steps: 0,
-    };
-    let first = StepState {
-        seq: StepSeq(1),
-        task: new.steps[0].task.clone(),
-        stage: new.steps[0].stage.clone(),
-        status: StepStatus::Pending,
-        attempts: 0,
-    };
-    let detail = json!({
-        "customer": {"name": new.customer.name, "email": new.customer.email},
-        "template": new.template,
-        "tasks": new.steps.iter().map(|s| s.task.as_str()).collect::<Vec<_>>(),
-        "priority": new.priority,
-    });
-    let changes = plan::created(&state, &first, new.now, &new.actor, detail)?;
+    let (state, changes) = new.plan_creation()?;
     let mut notices = apply(
         conn,
         &state,

@@ -1,9 +1,11 @@
 //! What goes in and comes out of a store.
 
+use crate::StoreError;
 use onramp_core::auth::Role;
 use onramp_core::customer::Customer;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::outcome::Resolution;
+use onramp_core::plan::{Changes, OnboardingState};
 use onramp_core::step::StepStatus;
 use onramp_core::time::Millis;
 use onramp_core::{
@@ -49,6 +51,41 @@ pub struct NewOnboarding {
     pub now: Millis,
     /// Who.
     pub actor: String,
+}
+
+impl NewOnboarding {
+    /// The onboarding as the planner sees it before its creation, and what creating it means
+    /// (first step queued, audit entry, event) — the same for every backend.
+    pub fn plan_creation(&self) -> Result<(OnboardingState, Changes), StoreError> {
+        use onramp_core::plan::{self, StepState};
+        let first = self.steps.first().ok_or_else(|| {
+            StoreError::InvalidTransition("an onboarding needs at least one step".into())
+        })?;
+        let total_steps = u32::try_from(self.steps.len())
+            .map_err(|_| StoreError::InvalidTransition("too many steps".into()))?;
+        let state = OnboardingState {
+            id: self.id.clone(),
+            status: OnboardingStatus::Pending,
+            current_seq: StepSeq(1),
+            total_steps,
+            succeeded_steps: 0,
+        };
+        let first = StepState {
+            seq: StepSeq(1),
+            task: first.task.clone(),
+            stage: first.stage.clone(),
+            status: StepStatus::Pending,
+            attempts: 0,
+        };
+        let detail = serde_json::json!({
+            "customer": {"name": self.customer.name, "email": self.customer.email},
+            "template": self.template,
+            "tasks": self.steps.iter().map(|s| s.task.as_str()).collect::<Vec<_>>(),
+            "priority": self.priority,
+        });
+        let changes = plan::created(&state, &first, self.now, &self.actor, detail)?;
+        Ok((state, changes))
+    }
 }
 
 /// An idempotency key presented with a create request.
