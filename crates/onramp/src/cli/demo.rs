@@ -31,6 +31,7 @@ pub struct Args {
 
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stop_requested = app::ShutdownSignal::install()?;
     let env = |name: &str| std::env::var(name).ok();
     let mut config = Config::parse(DEMO_CONFIG, "demo.toml", &env)
         .map_err(|e| anyhow::anyhow!("built-in demo config is invalid:\n{e}"))?;
@@ -64,7 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let traffic = tokio::spawn(submit_samples(engine.clone(), args.rate));
     let progress = tokio::spawn(report_progress(engine.clone()));
-    app::shutdown_signal().await;
+    stop_requested.received().await;
     traffic.abort();
     progress.abort();
     server.stop().await;

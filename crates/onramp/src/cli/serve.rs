@@ -21,6 +21,7 @@ pub struct Args {
 
 /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stop_requested = app::ShutdownSignal::install()?;
     let config = app::load_config(
         args.db.config.as_deref(),
         args.db.database.as_deref(),
@@ -40,7 +41,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     tracing::info!(url = %format!("http://{}", server.addr), "onramp is serving");
     println!("listening on http://{}", server.addr);
-    app::shutdown_signal().await;
+    stop_requested.received().await;
     tracing::info!("shutting down");
     server.stop().await;
     Ok(ExitCode::SUCCESS)

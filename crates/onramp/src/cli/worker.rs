@@ -19,6 +19,7 @@ pub struct Args {
 
 /// Works until Ctrl-C or SIGTERM.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let stop_requested = app::ShutdownSignal::install()?;
     let config = app::load_config(args.db.config.as_deref(), args.db.database.as_deref(), None)?;
     let engine = app::engine(config).await?;
     let stages = args
@@ -42,7 +43,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     );
     tracing::info!("worker running");
-    app::shutdown_signal().await;
+    stop_requested.received().await;
     runtime.stop(app::SHUTDOWN_GRACE).await;
     Ok(ExitCode::SUCCESS)
 }
