@@ -14,6 +14,7 @@
 pub mod audit;
 pub mod auth;
 pub mod backoff;
+pub mod breaker;
 pub mod clock;
 pub mod customer;
 pub mod events;
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod names;
 pub mod onboarding;
 pub mod outcome;
+pub mod pacer;
 pub mod plan;
 pub mod step;
 pub mod time;

@@ -34,6 +34,40 @@ pub enum OnboardingStatus {
     Cancelled,
 }
 
+/// What happens when a step of an onboarding dead-letters (a template's `on_failure`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Stay `failed` until an operator retries, replays or cancels.
+    #[default]
+    Hold,
+    /// Cancel at once, running the compensations of the steps that succeeded.
+    Compensate,
+}
+
+impl FailurePolicy {
+    /// The snake_case name used in config and storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Compensate => "compensate",
+        }
+    }
+}
+
+impl FromStr for FailurePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hold" => Ok(Self::Hold),
+            "compensate" => Ok(Self::Compensate),
+            other => Err(format!(
+                "unknown on_failure `{other}`: use `hold` or `compensate`"
+            )),
+        }
+    }
+}
+
 /// What happens to an onboarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OnboardingEvent {

@@ -11,7 +11,9 @@ use crate::audit::AuditRecord;
 use crate::events::{EventType, NewEvent};
 use crate::ids::{EventId, OnboardingId, StepSeq};
 use crate::names::{StageName, TaskTypeName};
-use crate::onboarding::{self, InvalidTransition, OnboardingEvent, OnboardingStatus};
+use crate::onboarding::{
+    self, FailurePolicy, InvalidTransition, OnboardingEvent, OnboardingStatus,
+};
 use crate::outcome::Resolution;
 use crate::step::{self, InvalidStepTransition, StepEvent, StepStatus};
 use crate::time::Millis;
@@ -30,6 +32,17 @@ pub struct OnboardingState {
     pub total_steps: u32,
     /// How many have succeeded.
     pub succeeded_steps: u32,
+    /// What a dead-lettered step leads to.
+    pub on_failure: FailurePolicy,
+}
+
+impl OnboardingState {
+    /// Whether deciding on one of its steps needs every step, not just that step and the
+    /// next: while it is cancelling (the next compensation is an earlier step), and when a
+    /// dead letter would start its compensations.
+    pub fn needs_every_step(&self) -> bool {
+        self.status == OnboardingStatus::Cancelling || self.on_failure == FailurePolicy::Compensate
+    }
 }
 
 /// A step as the planner needs to see it.
@@ -45,6 +58,10 @@ pub struct StepState {
     pub status: StepStatus,
     /// Attempts so far.
     pub attempts: u32,
+    /// Whether its task has a `compensate` request (fixed when the onboarding was created).
+    pub compensable: bool,
+    /// When the lease of a running attempt (or compensation) ends.
+    pub lease_expires_at: Option<Millis>,
 }
 
 /// How a step's `error` column changes.
@@ -90,6 +107,9 @@ pub struct StepChange {
     pub attempts: AttemptsUpdate,
     /// When it finished, if it did.
     pub finished_at: Option<Millis>,
+    /// Whether this is a claim: the store grants the claim's lease and counts the attempt.
+    /// Any other change leaves the step without a lease.
+    pub claimed: bool,
 }
 
 /// A change of the onboarding row.
@@ -137,8 +157,8 @@ pub struct Changes {
     pub onboarding: Option<OnboardingChange>,
     /// Step rows.
     pub steps: Vec<StepChange>,
-    /// The dead-letter queue.
-    pub dead_letter: Option<DeadLetterChange>,
+    /// Changes to the dead-letter queue, in order.
+    pub dead_letters: Vec<DeadLetterChange>,
     /// Audit entries, in order.
     pub audit: Vec<AuditRecord>,
     /// Outbox events, in order.
@@ -231,6 +251,7 @@ impl<'a> Planner<'a> {
             error: ErrorUpdate::Keep,
             attempts: AttemptsUpdate::Keep,
             finished_at: None,
+            claimed: event == StepEvent::Claim,
         };
         fill(&mut change);
         if let Value::Object(map) = &mut detail {
@@ -293,6 +314,83 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
+    /// Moves the onboarding to `cancelling`, closes what has not finished, and starts
+    /// undoing the compensable steps that ran, latest first; with none to undo it ends
+    /// `cancelled` at once. `steps` are every step, as they are before this plan.
+    fn begin_cancel(&mut self, steps: &[StepState], reason: &str) -> Result<(), PlanError> {
+        self.onboarding(OnboardingEvent::Cancel, json!({"reason": reason}))?;
+        let undo_first = steps
+            .iter()
+            .filter(|s| {
+                s.compensable && matches!(s.status, StepStatus::Succeeded | StepStatus::Running)
+            })
+            .max_by_key(|s| s.seq);
+        let now = self.now;
+        for s in steps {
+            let event = match s.status {
+                StepStatus::Running if s.compensable => continue,
+                StepStatus::Pending
+                | StepStatus::Queued
+                | StepStatus::Retrying
+                | StepStatus::Waiting => StepEvent::Skip,
+                StepStatus::Running | StepStatus::Dead => StepEvent::Cancel,
+                _ => continue,
+            };
+            self.step(
+                s,
+                event,
+                |c| c.finished_at = Some(now),
+                json!({"reason": reason}),
+            )?;
+        }
+        self.changes.dead_letters.push(DeadLetterChange::Resolve {
+            resolution: "cancelled",
+        });
+        match undo_first {
+            Some(s) => self.start_compensation(s),
+            None => self.end_cancel(Some(reason)),
+        }
+    }
+
+    /// Queues the compensation of `s`. A step cancelled mid-attempt is undone only once that
+    /// attempt's lease has run out, so its request cannot overtake the one it undoes.
+    fn start_compensation(&mut self, s: &StepState) -> Result<(), PlanError> {
+        let at = match (s.status, s.lease_expires_at) {
+            (StepStatus::Running, Some(lease_end)) => lease_end.max(self.now),
+            _ => self.now,
+        };
+        self.step(
+            s,
+            StepEvent::Compensate,
+            |c| {
+                c.available_at = Some(at);
+                c.enqueued = true;
+                c.attempts = AttemptsUpdate::Reset;
+                c.error = ErrorUpdate::Clear;
+            },
+            json!({"available_at": at.to_rfc3339()}),
+        )?;
+        self.row.current_seq = s.seq;
+        self.row.stage = Some(s.stage.clone());
+        self.changes.wake.push(s.stage.clone());
+        Ok(())
+    }
+
+    /// Ends the cancel (`reason` is known when nothing had to be undone).
+    fn end_cancel(&mut self, reason: Option<&str>) -> Result<(), PlanError> {
+        let detail = match reason {
+            Some(reason) => json!({"reason": reason}),
+            None => json!({"after": "compensations"}),
+        };
+        self.onboarding(OnboardingEvent::FinishCancel, detail.clone())?;
+        let mut data = json!({"status": "cancelled"});
+        data.as_object_mut()
+            .expect("an object")
+            .extend(detail.as_object().cloned().unwrap_or_default());
+        self.event(EventType::OnboardingCancelled, data);
+        Ok(())
+    }
+
     fn finish(mut self) -> Changes {
         self.changes.onboarding = Some(self.row);
         self.changes
@@ -348,15 +446,24 @@ pub fn claimed(
 }
 
 /// The decision on an attempt (or on a waiting step) is carried out: success moves the
-/// onboarding to its next step or completes it; a dead letter fails it.
+/// onboarding to its next step or completes it; a dead letter fails it (and with
+/// `on_failure = "compensate"` cancels it). On a compensating step the decision is about
+/// its compensation (see [`compensation_resolved`]).
+///
+/// `others` are the other steps the store read: at least the next one, when there is one;
+/// every step when [`OnboardingState::needs_every_step`].
 pub fn resolved(
     ob: &OnboardingState,
     step: &StepState,
-    next: Option<&StepState>,
+    others: &[StepState],
     resolution: Resolution,
     now: Millis,
     actor: &str,
 ) -> Result<Changes, PlanError> {
+    if step.status == StepStatus::Compensating {
+        return compensation_resolved(ob, step, others, resolution, now, actor);
+    }
+    let next = others.iter().find(|s| s.seq.0 == step.seq.0 + 1);
     let mut p = Planner::new(ob, Some(step.stage.clone()), now, actor);
     let attempt = json!({"attempt": step.attempts});
     match resolution {
@@ -437,7 +544,7 @@ pub fn resolved(
                 },
                 detail,
             )?;
-            p.changes.dead_letter = Some(DeadLetterChange::Add {
+            p.changes.dead_letters.push(DeadLetterChange::Add {
                 seq: step.seq,
                 error: error.clone(),
             });
@@ -456,6 +563,110 @@ pub fn resolved(
                 EventType::OnboardingFailed,
                 json!({"status": "failed", "error": message}),
             );
+            if ob.on_failure == FailurePolicy::Compensate {
+                // The dead step stays `dead` (it shows what failed); one change per step and
+                // plan, so a store can write them all in one statement.
+                let rest: Vec<StepState> = others
+                    .iter()
+                    .filter(|s| s.seq != step.seq)
+                    .cloned()
+                    .collect();
+                p.begin_cancel(&rest, &format!("on_failure = \"compensate\": {message}"))?;
+            }
+        }
+    }
+    Ok(p.finish())
+}
+
+/// The decision on a compensation attempt: success marks the step `compensated` and queues
+/// the compensation of the previous compensable step that succeeded, or ends the cancel; a
+/// retry or deferral keeps it `compensating`; a dead letter parks it for an operator, the
+/// onboarding staying `cancelling` until the dead letter is replayed.
+fn compensation_resolved(
+    ob: &OnboardingState,
+    step: &StepState,
+    others: &[StepState],
+    resolution: Resolution,
+    now: Millis,
+    actor: &str,
+) -> Result<Changes, PlanError> {
+    let mut p = Planner::new(ob, Some(step.stage.clone()), now, actor);
+    let attempt = json!({"attempt": step.attempts, "compensation": true});
+    match resolution {
+        Resolution::Succeed(_) => {
+            p.step(
+                step,
+                StepEvent::FinishCompensation,
+                |c| {
+                    c.error = ErrorUpdate::Clear;
+                    c.finished_at = Some(now);
+                },
+                attempt,
+            )?;
+            p.row.succeeded_steps = ob.succeeded_steps.saturating_sub(1);
+            let earlier = others
+                .iter()
+                .filter(|s| s.seq < step.seq && s.compensable && s.status == StepStatus::Succeeded)
+                .max_by_key(|s| s.seq);
+            match earlier {
+                Some(earlier) => p.start_compensation(earlier)?,
+                None => p.end_cancel(None)?,
+            }
+        }
+        Resolution::ScheduleRetry { error, at } => {
+            let detail = json!({"attempt": step.attempts, "compensation": true, "error": error,
+                                "retry_at": at.to_rfc3339()});
+            p.step(
+                step,
+                StepEvent::ScheduleRetry,
+                |c| {
+                    c.available_at = Some(at);
+                    c.error = ErrorUpdate::Set(error);
+                },
+                detail,
+            )?;
+        }
+        Resolution::Defer { reason, until } => {
+            let detail =
+                json!({"compensation": true, "reason": reason, "until": until.to_rfc3339()});
+            p.step(
+                step,
+                StepEvent::Defer,
+                |c| {
+                    c.available_at = Some(until);
+                    c.attempts = AttemptsUpdate::Refund;
+                },
+                detail,
+            )?;
+        }
+        Resolution::DeadLetter(error) => {
+            let error = format!("compensation failed: {error}");
+            p.step(
+                step,
+                StepEvent::DeadLetter,
+                |c| {
+                    c.error = ErrorUpdate::Set(error.clone());
+                    c.finished_at = Some(now);
+                },
+                json!({"attempt": step.attempts, "error": error}),
+            )?;
+            p.changes.dead_letters.push(DeadLetterChange::Add {
+                seq: step.seq,
+                error: error.clone(),
+            });
+            let mut data = step_data(step);
+            data["error"] = json!(error);
+            data["attempts"] = json!(step.attempts);
+            data["compensation"] = json!(true);
+            p.event(EventType::StepDeadLettered, data);
+            p.row.error = ErrorUpdate::Set(format!("step {} ({}): {error}", step.seq, step.task));
+            p.row.retry_available = true;
+        }
+        Resolution::Wait => {
+            return Err(PlanError::NotApplicable(format!(
+                "the compensation of step {} cannot wait",
+                step.seq
+            )));
         }
     }
     Ok(p.finish())
@@ -477,21 +688,49 @@ pub fn retried(
         )));
     }
     let mut p = Planner::new(ob, Some(dead.stage.clone()), now, actor);
-    p.onboarding(
-        OnboardingEvent::Retry,
-        json!({"via": how, "step_seq": dead.seq.0}),
-    )?;
-    p.enqueue(dead, StepEvent::Replay)?;
-    p.changes.dead_letter = Some(DeadLetterChange::Resolve {
+    if ob.status == OnboardingStatus::Cancelling {
+        // A dead compensation: undo it again; the cancel goes on from there.
+        p.audit(
+            "compensation.replayed".into(),
+            None,
+            None,
+            json!({"via": how, "step_seq": dead.seq.0}),
+        );
+        p.step(
+            dead,
+            StepEvent::ReplayCompensation,
+            |c| {
+                c.available_at = Some(now);
+                c.enqueued = true;
+                c.attempts = AttemptsUpdate::Reset;
+                c.error = ErrorUpdate::Clear;
+                c.finished_at = None;
+            },
+            json!({}),
+        )?;
+        p.changes.wake.push(dead.stage.clone());
+        p.row.error = ErrorUpdate::Clear;
+        p.row.retry_available = false;
+    } else {
+        p.onboarding(
+            OnboardingEvent::Retry,
+            json!({"via": how, "step_seq": dead.seq.0}),
+        )?;
+        p.enqueue(dead, StepEvent::Replay)?;
+    }
+    p.changes.dead_letters.push(DeadLetterChange::Resolve {
         resolution: "replayed",
     });
     Ok(p.finish())
 }
 
 /// A dead letter is discarded: the onboarding stays failed and can no longer be retried.
+/// Discarding a dead compensation gives up undoing that step: the cancel goes on with the
+/// compensation before it (`steps` are all the onboarding's steps).
 pub fn discarded(
     ob: &OnboardingState,
     dead: &StepState,
+    steps: &[StepState],
     now: Millis,
     actor: &str,
 ) -> Result<Changes, PlanError> {
@@ -503,14 +742,27 @@ pub fn discarded(
         json!({"step_seq": dead.seq.0, "task": dead.task.as_str()}),
     );
     p.row.retry_available = false;
-    p.changes.dead_letter = Some(DeadLetterChange::Resolve {
+    p.changes.dead_letters.push(DeadLetterChange::Resolve {
         resolution: "discarded",
     });
+    if ob.status == OnboardingStatus::Cancelling {
+        p.row.error = ErrorUpdate::Clear;
+        let earlier = steps
+            .iter()
+            .filter(|s| s.seq < dead.seq && s.compensable && s.status == StepStatus::Succeeded)
+            .max_by_key(|s| s.seq);
+        match earlier {
+            Some(earlier) => p.start_compensation(earlier)?,
+            None => p.end_cancel(None)?,
+        }
+    }
     Ok(p.finish())
 }
 
 /// An onboarding is cancelled: steps not yet done are skipped (or cancelled when mid-attempt
-/// or dead), open dead letters are closed, and it ends `cancelled`.
+/// or dead), open dead letters are closed, and the compensable steps that ran are undone in
+/// reverse order, one queued compensation at a time; it ends `cancelled` when none is left
+/// (at once when there is nothing to undo). `steps` are all its steps.
 pub fn cancelled(
     ob: &OnboardingState,
     steps: &[StepState],
@@ -519,31 +771,7 @@ pub fn cancelled(
     actor: &str,
 ) -> Result<Changes, PlanError> {
     let mut p = Planner::new(ob, None, now, actor);
-    p.onboarding(OnboardingEvent::Cancel, json!({"reason": reason}))?;
-    for s in steps {
-        let event = match s.status {
-            StepStatus::Pending
-            | StepStatus::Queued
-            | StepStatus::Retrying
-            | StepStatus::Waiting => StepEvent::Skip,
-            StepStatus::Running | StepStatus::Dead => StepEvent::Cancel,
-            _ => continue,
-        };
-        p.step(
-            s,
-            event,
-            |c| c.finished_at = Some(now),
-            json!({"reason": reason}),
-        )?;
-    }
-    p.changes.dead_letter = Some(DeadLetterChange::Resolve {
-        resolution: "cancelled",
-    });
-    p.onboarding(OnboardingEvent::FinishCancel, json!({"reason": reason}))?;
-    p.event(
-        EventType::OnboardingCancelled,
-        json!({"status": "cancelled", "reason": reason}),
-    );
+    p.begin_cancel(steps, reason)?;
     Ok(p.finish())
 }
 
@@ -566,6 +794,7 @@ mod tests {
             current_seq: StepSeq(current),
             total_steps: total,
             succeeded_steps: succeeded,
+            on_failure: FailurePolicy::Hold,
         }
     }
 
@@ -576,6 +805,8 @@ mod tests {
             stage: format!("stage{seq}").parse().unwrap(),
             status,
             attempts,
+            compensable: false,
+            lease_expires_at: None,
         }
     }
 
@@ -602,7 +833,7 @@ mod tests {
         let c = resolved(
             &o,
             &st(1, StepStatus::Running, 1),
-            Some(&st(2, StepStatus::Pending, 0)),
+            &[st(2, StepStatus::Pending, 0)],
             Resolution::Succeed(json!({"ok": true})),
             Millis(9),
             "worker",
@@ -623,7 +854,7 @@ mod tests {
         let c = resolved(
             &o,
             &st(2, StepStatus::Running, 1),
-            None,
+            &[],
             Resolution::Succeed(json!(null)),
             Millis(9),
             "worker",
@@ -646,7 +877,7 @@ mod tests {
         let c = resolved(
             &o,
             &st(1, StepStatus::Running, 5),
-            None,
+            &[],
             Resolution::DeadLetter("HTTP 400".into()),
             Millis(1),
             "worker",
@@ -656,7 +887,7 @@ mod tests {
         assert_eq!(row.to, OnboardingStatus::Failed);
         assert!(row.retry_available);
         assert!(matches!(row.error, ErrorUpdate::Set(e) if e.contains("HTTP 400")));
-        assert!(matches!(c.dead_letter, Some(DeadLetterChange::Add { .. })));
+        assert!(matches!(c.dead_letters[..], [DeadLetterChange::Add { .. }]));
     }
 
     #[test]
@@ -713,7 +944,7 @@ mod tests {
         let c = resolved(
             &o,
             &st(1, StepStatus::Running, 3),
-            None,
+            &[],
             Resolution::Defer {
                 reason: "breaker open".into(),
                 until: Millis(50),
@@ -724,6 +955,221 @@ mod tests {
         .unwrap();
         assert_eq!(c.steps[0].attempts, AttemptsUpdate::Refund);
         assert_eq!(c.steps[0].to, StepStatus::Queued);
+    }
+
+    fn undoable(seq: u32, status: StepStatus) -> StepState {
+        StepState {
+            compensable: true,
+            ..st(seq, status, 1)
+        }
+    }
+
+    fn statuses(c: &Changes) -> Vec<(u32, StepStatus)> {
+        c.steps.iter().map(|s| (s.seq.0, s.to)).collect()
+    }
+
+    #[test]
+    fn cancel_after_three_of_five_undoes_the_latest_first() {
+        let o = ob(OnboardingStatus::Running, 4, 5, 3);
+        let steps = [
+            undoable(1, StepStatus::Succeeded),
+            undoable(2, StepStatus::Succeeded),
+            undoable(3, StepStatus::Succeeded),
+            undoable(4, StepStatus::Queued),
+            undoable(5, StepStatus::Pending),
+        ];
+        let c = cancelled(&o, &steps, "customer left", Millis(7), "token:admin").unwrap();
+        let row = c.onboarding.clone().unwrap();
+        assert_eq!(row.to, OnboardingStatus::Cancelling);
+        assert_eq!(
+            (row.current_seq, row.stage),
+            (StepSeq(3), Some(steps[2].stage.clone()))
+        );
+        assert_eq!(
+            statuses(&c),
+            vec![
+                (4, StepStatus::Skipped),
+                (5, StepStatus::Skipped),
+                (3, StepStatus::Compensating)
+            ]
+        );
+        let undo = &c.steps[2];
+        assert_eq!(
+            (undo.available_at, undo.attempts),
+            (Some(Millis(7)), AttemptsUpdate::Reset)
+        );
+        assert!(
+            c.events.is_empty(),
+            "cancelled is announced when the undoing is done"
+        );
+    }
+
+    #[test]
+    fn each_finished_compensation_queues_the_one_before_and_the_last_ends_the_cancel() {
+        let o = ob(OnboardingStatus::Cancelling, 3, 5, 3);
+        let steps = [
+            undoable(1, StepStatus::Succeeded),
+            st(2, StepStatus::Succeeded, 1),
+            undoable(3, StepStatus::Compensating),
+        ];
+        let c = resolved(
+            &o,
+            &steps[2],
+            &steps,
+            Resolution::Succeed(json!({})),
+            Millis(9),
+            "worker",
+        )
+        .unwrap();
+        assert_eq!(
+            statuses(&c),
+            vec![(3, StepStatus::Compensated), (1, StepStatus::Compensating)],
+            "step 2 has nothing to undo"
+        );
+        assert_eq!(c.onboarding.unwrap().current_seq, StepSeq(1));
+
+        let steps = [
+            undoable(1, StepStatus::Compensating),
+            st(2, StepStatus::Succeeded, 1),
+        ];
+        let c = resolved(
+            &o,
+            &steps[0],
+            &steps,
+            Resolution::Succeed(json!({})),
+            Millis(9),
+            "worker",
+        )
+        .unwrap();
+        let row = c.onboarding.unwrap();
+        assert_eq!((row.to, row.stage), (OnboardingStatus::Cancelled, None));
+        assert_eq!(c.events[0].kind, EventType::OnboardingCancelled);
+    }
+
+    #[test]
+    fn a_dead_compensation_keeps_the_onboarding_cancelling_until_replayed() {
+        let o = ob(OnboardingStatus::Cancelling, 2, 3, 2);
+        let undo = undoable(2, StepStatus::Compensating);
+        let c = resolved(
+            &o,
+            &undo,
+            &[],
+            Resolution::DeadLetter("HTTP 500".into()),
+            Millis(3),
+            "worker",
+        )
+        .unwrap();
+        let row = c.onboarding.clone().unwrap();
+        assert_eq!(row.to, OnboardingStatus::Cancelling);
+        assert!(row.retry_available);
+        assert_eq!(statuses(&c), vec![(2, StepStatus::Dead)]);
+        assert!(
+            matches!(&c.dead_letters[..], [DeadLetterChange::Add { error, .. }] if error.contains("compensation failed"))
+        );
+
+        let c = retried(
+            &o,
+            &undoable(2, StepStatus::Dead),
+            Millis(4),
+            "token:ops",
+            "replay",
+        )
+        .unwrap();
+        assert_eq!(
+            c.onboarding.clone().unwrap().to,
+            OnboardingStatus::Cancelling
+        );
+        assert_eq!(statuses(&c), vec![(2, StepStatus::Compensating)]);
+    }
+
+    #[test]
+    fn a_retried_compensation_stays_compensating() {
+        let o = ob(OnboardingStatus::Cancelling, 2, 3, 2);
+        let undo = undoable(2, StepStatus::Compensating);
+        let retry = Resolution::ScheduleRetry {
+            error: "HTTP 503".into(),
+            at: Millis(50),
+        };
+        let c = resolved(&o, &undo, &[], retry, Millis(3), "worker").unwrap();
+        assert_eq!(statuses(&c), vec![(2, StepStatus::Compensating)]);
+        assert_eq!(c.steps[0].available_at, Some(Millis(50)));
+    }
+
+    #[test]
+    fn on_failure_compensate_cancels_when_a_step_dead_letters() {
+        let mut o = ob(OnboardingStatus::Running, 3, 4, 2);
+        o.on_failure = FailurePolicy::Compensate;
+        let steps = [
+            undoable(1, StepStatus::Succeeded),
+            undoable(2, StepStatus::Succeeded),
+            undoable(3, StepStatus::Running),
+            st(4, StepStatus::Pending, 0),
+        ];
+        let c = resolved(
+            &o,
+            &steps[2],
+            &steps,
+            Resolution::DeadLetter("HTTP 400".into()),
+            Millis(5),
+            "worker",
+        )
+        .unwrap();
+        assert_eq!(
+            c.onboarding.clone().unwrap().to,
+            OnboardingStatus::Cancelling
+        );
+        assert_eq!(
+            statuses(&c),
+            vec![
+                (3, StepStatus::Dead),
+                (4, StepStatus::Skipped),
+                (2, StepStatus::Compensating)
+            ]
+        );
+        assert!(matches!(
+            &c.dead_letters[..],
+            [
+                DeadLetterChange::Add { .. },
+                DeadLetterChange::Resolve {
+                    resolution: "cancelled"
+                }
+            ]
+        ));
+        let kinds: Vec<_> = c.events.iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![EventType::StepDeadLettered, EventType::OnboardingFailed]
+        );
+    }
+
+    #[test]
+    fn a_step_cancelled_mid_attempt_is_undone_once_its_lease_ran_out() {
+        let o = ob(OnboardingStatus::Running, 2, 2, 1);
+        let running = StepState {
+            lease_expires_at: Some(Millis(60_000)),
+            ..undoable(2, StepStatus::Running)
+        };
+        let steps = [undoable(1, StepStatus::Succeeded), running];
+        let c = cancelled(&o, &steps, "stop", Millis(10), "token:admin").unwrap();
+        assert_eq!(statuses(&c), vec![(2, StepStatus::Compensating)]);
+        assert_eq!(c.steps[0].available_at, Some(Millis(60_000)));
+    }
+
+    #[test]
+    fn discarding_a_dead_compensation_goes_on_with_the_one_before() {
+        let o = ob(OnboardingStatus::Cancelling, 2, 2, 2);
+        let steps = [
+            undoable(1, StepStatus::Succeeded),
+            undoable(2, StepStatus::Dead),
+        ];
+        let c = discarded(&o, &steps[1], &steps, Millis(3), "token:ops").unwrap();
+        assert_eq!(statuses(&c), vec![(1, StepStatus::Compensating)]);
+        let steps = [
+            st(1, StepStatus::Succeeded, 1),
+            undoable(2, StepStatus::Dead),
+        ];
+        let c = discarded(&o, &steps[1], &steps, Millis(3), "token:ops").unwrap();
+        assert_eq!(c.onboarding.unwrap().to, OnboardingStatus::Cancelled);
     }
 
     #[test]

@@ -8,8 +8,12 @@
 //! queued|running|retrying|waiting -> dead -> queued          (dead letter, replay)
 //! pending|queued|retrying|waiting -> skipped                 (onboarding cancelled)
 //! running|dead -> cancelled                                  (onboarding cancelled mid-step)
-//! succeeded -> compensating -> compensated                   (saga on cancel)
+//! succeeded|running -> compensating -> compensated           (saga on cancel)
+//! compensating -> compensating                               (claimed, retried, deferred)
+//! compensating -> dead -> compensating                       (compensation dead-lettered, replayed)
 //! ```
+//! A compensating step is in its stage's queue while it holds no lease, and being undone
+//! while it does: the saga runs through the same claims, leases and retries as the work did.
 //! [`transition`] is the only way to compute a new step status.
 
 use serde::{Deserialize, Serialize};
@@ -71,6 +75,8 @@ pub enum StepEvent {
     Compensate,
     /// Its compensation finished.
     FinishCompensation,
+    /// An operator replayed the dead letter of its compensation.
+    ReplayCompensation,
 }
 
 /// A transition the step state machine does not allow.
@@ -117,9 +123,17 @@ impl StepStatus {
     }
 }
 
+impl StepStatus {
+    /// Whether a step in this status may hold a lease: a running attempt, or a running
+    /// compensation. A finish under a lease must find the step still holding it.
+    pub fn holds_lease(self) -> bool {
+        matches!(self, Self::Running | Self::Compensating)
+    }
+}
+
 impl StepEvent {
     /// Every event, for tables and tests.
-    pub const ALL: [StepEvent; 12] = [
+    pub const ALL: [StepEvent; 13] = [
         Self::Enqueue,
         Self::Claim,
         Self::Succeed,
@@ -132,6 +146,7 @@ impl StepEvent {
         Self::Cancel,
         Self::Compensate,
         Self::FinishCompensation,
+        Self::ReplayCompensation,
     ];
 }
 
@@ -166,8 +181,11 @@ pub fn transition(from: StepStatus, event: StepEvent) -> Result<StepStatus, Inva
         (S::Dead, E::Replay) => S::Queued,
         (S::Pending | S::Queued | S::Retrying | S::Waiting, E::Skip) => S::Skipped,
         (S::Running | S::Dead, E::Cancel) => S::Cancelled,
-        (S::Succeeded, E::Compensate) => S::Compensating,
+        (S::Succeeded | S::Running, E::Compensate) => S::Compensating,
+        (S::Compensating, E::Claim | E::ScheduleRetry | E::Defer) => S::Compensating,
         (S::Compensating, E::FinishCompensation) => S::Compensated,
+        (S::Compensating, E::DeadLetter) => S::Dead,
+        (S::Dead, E::ReplayCompensation) => S::Compensating,
         _ => return Err(InvalidStepTransition { from, event }),
     };
     Ok(to)
@@ -201,7 +219,13 @@ mod tests {
         (S::Running, E::Cancel, S::Cancelled),
         (S::Dead, E::Cancel, S::Cancelled),
         (S::Succeeded, E::Compensate, S::Compensating),
+        (S::Running, E::Compensate, S::Compensating),
+        (S::Compensating, E::Claim, S::Compensating),
+        (S::Compensating, E::ScheduleRetry, S::Compensating),
+        (S::Compensating, E::Defer, S::Compensating),
         (S::Compensating, E::FinishCompensation, S::Compensated),
+        (S::Compensating, E::DeadLetter, S::Dead),
+        (S::Dead, E::ReplayCompensation, S::Compensating),
     ];
 
     #[test]

@@ -17,7 +17,6 @@ use crate::rows::{column, count, int, parsed};
 use crate::store::Notices;
 use onramp_core::audit::{self, AuditHead, GENESIS};
 use onramp_core::plan::{AttemptsUpdate, Changes, OnboardingState, StepState};
-use onramp_core::step::StepStatus;
 use onramp_core::time::Millis;
 use onramp_core::{OnboardingId, StepSeq};
 use onramp_store::{Changed, LeaseId, StoreError, StoreResult};
@@ -31,7 +30,8 @@ pub struct Loaded {
     pub state: OnboardingState,
     /// The end of its audit chain.
     pub head: AuditHead,
-    /// The requested step and the one after it (when it exists), with their leases.
+    /// The requested step and the one after it (when it exists), with their leases; every
+    /// step when [`OnboardingState::needs_every_step`].
     pub steps: Vec<(StepState, Option<LeaseId>)>,
 }
 
@@ -40,10 +40,19 @@ impl Loaded {
     pub fn step(&self, seq: StepSeq) -> Option<&(StepState, Option<LeaseId>)> {
         self.steps.iter().find(|(s, _)| s.seq == seq)
     }
+
+    /// Every step read except the one at `seq`: what the planner may need besides it.
+    pub fn others(&self, seq: StepSeq) -> Vec<StepState> {
+        self.steps
+            .iter()
+            .filter(|(s, _)| s.seq != seq)
+            .map(|(s, _)| s.clone())
+            .collect()
+    }
 }
 
 /// Reads, for each `(onboarding, seq)`, the onboarding's state, its audit head, and its steps
-/// `seq` and `seq + 1`, in one statement.
+/// `seq` and `seq + 1` (all its steps when the planner needs them), in one statement.
 pub async fn load(
     conn: &mut PgConnection,
     keys: &[(OnboardingId, StepSeq)],
@@ -55,12 +64,15 @@ pub async fn load(
         seqs.push(int(seq.0)?);
     }
     let rows = sqlx::query(
-        "SELECT o.id, o.status, o.current_seq, o.total_steps, o.succeeded_steps,
+        "SELECT o.id, o.status, o.current_seq, o.total_steps, o.succeeded_steps, o.on_failure,
                 h.seq AS head_seq, h.hash AS head_hash,
-                s.seq, s.task, s.stage, s.status AS step_status, s.attempts, s.lease_id
+                s.seq, s.task, s.stage, s.status AS step_status, s.attempts, s.lease_id,
+                s.lease_expires_at, s.compensable
          FROM unnest($1::text[], $2::int[]) AS k(id, seq)
          JOIN onboardings o ON o.id = k.id
-         JOIN steps s ON s.onboarding_id = o.id AND s.seq IN (k.seq, k.seq + 1)
+         JOIN steps s ON s.onboarding_id = o.id
+              AND (s.seq IN (k.seq, k.seq + 1) OR o.status = 'cancelling'
+                   OR o.on_failure = 'compensate')
          LEFT JOIN LATERAL (
              SELECT a.seq, a.hash FROM audit a WHERE a.onboarding_id = o.id
              ORDER BY a.seq DESC LIMIT 1
@@ -83,6 +95,8 @@ pub async fn load(
                 stage: parsed(row, "stage")?,
                 status: parsed(row, "step_status")?,
                 attempts: count(row, "attempts")?,
+                compensable: column(row, "compensable")?,
+                lease_expires_at: crate::rows::opt_millis(row, "lease_expires_at")?,
             },
             column::<Option<i64>>(row, "lease_id")?.map(LeaseId),
         );
@@ -107,6 +121,7 @@ pub async fn load(
             current_seq: StepSeq(count(row, "current_seq")?),
             total_steps: count(row, "total_steps")?,
             succeeded_steps: count(row, "succeeded_steps")?,
+            on_failure: parsed(row, "on_failure")?,
         };
         loaded.insert(
             id,
@@ -208,28 +223,26 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
     {
         for step in &changes.steps {
             let (error_mode, error) = error_update(&step.error);
-            let (lease, expires) = match (step.to, leases.grant) {
-                (StepStatus::Running, Some((lease, until))) => (Some(lease.0), Some(until.0)),
+            let (lease, expires) = match (step.claimed, leases.grant) {
+                (true, Some((lease, until))) => (Some(lease.0), Some(until.0)),
                 _ => (None, None),
             };
             steps.onboarding_id.push(state.id.as_str().to_owned());
             steps.seq.push(int(step.seq.0)?);
             steps.from.push(step.from.as_str());
-            steps
-                .required_lease
-                .push(if step.from == StepStatus::Running {
-                    leases.require.map(|l| l.0)
-                } else {
-                    None
-                });
+            steps.required_lease.push(if step.from.holds_lease() {
+                leases.require.map(|l| l.0)
+            } else {
+                None
+            });
             steps.to.push(step.to.as_str());
             steps.available_at.push(step.available_at.map(|m| m.0));
             steps.enqueued.push(step.enqueued);
             steps.now.push(now.0);
             steps.lease.push(lease);
             steps.lease_expires_at.push(expires);
-            steps.attempts.push(match (step.to, step.attempts) {
-                (StepStatus::Running, _) => "claim",
+            steps.attempts.push(match (step.claimed, step.attempts) {
+                (true, _) => "claim",
                 (_, AttemptsUpdate::Refund) => "refund",
                 (_, AttemptsUpdate::Reset) => "reset",
                 (_, AttemptsUpdate::Keep) => "keep",
@@ -276,8 +289,8 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
             audits.prev_hash.push(e.prev_hash);
             audits.hash.push(e.hash);
         }
-        if let Some(change) = changes.dead_letter {
-            dead_letters.push((state, change, now));
+        for change in changes.dead_letters {
+            dead_letters.push((state.clone(), change, now));
         }
         events.extend(changes.events);
         notices.wake.extend(changes.wake);

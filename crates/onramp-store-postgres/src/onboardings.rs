@@ -36,8 +36,8 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO onboardings (id, customer, customer_name, customer_email, customer_ref,
             template_name, template_version, status, stage, current_seq, total_steps, priority,
-            created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, 1, $9, $10, $11, $11)",
+            created_at, updated_at, on_failure)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, 1, $9, $10, $11, $11, $12)",
     )
     .bind(new.id.as_str())
     .bind(Json(&new.customer))
@@ -50,6 +50,7 @@ pub async fn create(
     .bind(int(total_steps)?)
     .bind(i16::from(new.priority))
     .bind(new.now.0)
+    .bind(new.on_failure.as_str())
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
@@ -57,18 +58,21 @@ pub async fn create(
     let mut ids = Vec::with_capacity(new.steps.len());
     let mut seqs = Vec::with_capacity(new.steps.len());
     let (mut tasks, mut stages, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+    let mut compensable = Vec::with_capacity(new.steps.len());
     for (seq, step) in (1..=total_steps).zip(&new.steps) {
         ids.push(StepId::new().as_str().to_owned());
         seqs.push(int(seq)?);
         tasks.push(step.task.as_str());
         stages.push(step.stage.as_str());
         kinds.push(step.kind.as_str());
+        compensable.push(step.compensable);
     }
     sqlx::query(
-        "INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority)
-         SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, 'pending', $2
-         FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[])
-              AS s(id, seq, task, stage, kind)",
+        "INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority,
+                            compensable)
+         SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, 'pending', $2, s.compensable
+         FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bool[])
+              AS s(id, seq, task, stage, kind, compensable)",
     )
     .bind(new.id.as_str())
     .bind(i16::from(new.priority))
@@ -77,6 +81,7 @@ pub async fn create(
     .bind(tasks)
     .bind(stages)
     .bind(kinds)
+    .bind(compensable)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
@@ -371,7 +376,7 @@ pub async fn lock_state(
     id: &OnboardingId,
 ) -> StoreResult<(OnboardingState, AuditHead)> {
     let row = sqlx::query(
-        "SELECT status, current_seq, total_steps, succeeded_steps FROM onboardings
+        "SELECT status, current_seq, total_steps, succeeded_steps, on_failure FROM onboardings
          WHERE id = $1 FOR UPDATE",
     )
     .bind(id.as_str())
@@ -385,6 +390,7 @@ pub async fn lock_state(
         current_seq: StepSeq(count(&row, "current_seq")?),
         total_steps: count(&row, "total_steps")?,
         succeeded_steps: count(&row, "succeeded_steps")?,
+        on_failure: parsed(&row, "on_failure")?,
     };
     let head = sqlx::query(
         "SELECT seq, hash FROM audit WHERE onboarding_id = $1 ORDER BY seq DESC LIMIT 1",
@@ -417,8 +423,8 @@ pub async fn load_step(
     seq: StepSeq,
 ) -> StoreResult<Option<(StepState, Option<LeaseId>)>> {
     sqlx::query(
-        "SELECT seq, task, stage, status, attempts, lease_id FROM steps
-         WHERE onboarding_id = $1 AND seq = $2",
+        "SELECT seq, task, stage, status, attempts, lease_id, lease_expires_at, compensable
+         FROM steps WHERE onboarding_id = $1 AND seq = $2",
     )
     .bind(id.as_str())
     .bind(int(seq.0)?)
@@ -433,8 +439,8 @@ pub async fn load_step(
 /// The planner's view of every step of an onboarding.
 pub async fn load_steps(conn: &mut PgConnection, id: &OnboardingId) -> StoreResult<Vec<StepState>> {
     sqlx::query(
-        "SELECT seq, task, stage, status, attempts, lease_id FROM steps
-         WHERE onboarding_id = $1 ORDER BY seq",
+        "SELECT seq, task, stage, status, attempts, lease_id, lease_expires_at, compensable
+         FROM steps WHERE onboarding_id = $1 ORDER BY seq",
     )
     .bind(id.as_str())
     .fetch_all(&mut *conn)
@@ -453,6 +459,8 @@ fn step_state_from_row(r: &PgRow) -> StoreResult<(StepState, Option<LeaseId>)> {
             stage: parsed(r, "stage")?,
             status: parsed(r, "status")?,
             attempts: count(r, "attempts")?,
+            compensable: column(r, "compensable")?,
+            lease_expires_at: opt_millis(r, "lease_expires_at")?,
         },
         column::<Option<i64>>(r, "lease_id")?.map(LeaseId),
     ))

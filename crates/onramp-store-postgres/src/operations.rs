@@ -9,7 +9,6 @@ use crate::db_error;
 use crate::onboardings::{get as get_onboarding, load_step, load_steps, lock_state};
 use crate::rows::*;
 use crate::store::Notices;
-use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::plan;
 use onramp_core::time::Millis;
 use onramp_core::{DeadLetterId, OnboardingId, StageName, StepSeq};
@@ -36,12 +35,7 @@ async fn replay(
     how: &str,
 ) -> StoreResult<Notices> {
     let (state, head) = lock_state(conn, id).await?;
-    if state.status != OnboardingStatus::Failed {
-        return Err(StoreError::InvalidTransition(format!(
-            "onboarding {id} is {}, only a failed onboarding can be retried",
-            state.status
-        )));
-    }
+    ensure_replayable(&state)?;
     let (dead, _) = load_step(conn, id, state.current_seq)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", state.current_seq)))?;
@@ -161,10 +155,12 @@ pub async fn discard_dead_letter(
 ) -> StoreResult<(DeadLetterRecord, Notices)> {
     let dead = lock_open_dead_letter(conn, id).await?;
     let (state, head) = lock_state(conn, &dead.onboarding_id).await?;
-    let (step, _) = load_step(conn, &dead.onboarding_id, dead.step_seq)
-        .await?
+    let steps = load_steps(conn, &dead.onboarding_id).await?;
+    let step = steps
+        .iter()
+        .find(|s| s.seq == dead.step_seq)
         .ok_or_else(|| StoreError::NotFound(format!("step {}", dead.step_seq)))?;
-    let changes = plan::discarded(&state, &step, now, actor)?;
+    let changes = plan::discarded(&state, step, &steps, now, actor)?;
     let notices = apply(conn, &state, head, changes, now, Leases::default()).await?;
     Ok((dead, notices))
 }

@@ -9,7 +9,7 @@
 use crate::apply::{Leases, apply};
 use crate::batch;
 use crate::db_error;
-use crate::onboardings::{load_step, lock_state};
+use crate::onboardings::{load_step, load_steps, lock_state};
 use crate::rows::*;
 use crate::store::Notices;
 use onramp_core::outcome::Resolution;
@@ -33,7 +33,8 @@ pub async fn claim(
     let candidates: Vec<(OnboardingId, StepSeq, StepId)> = sqlx::query(
         "SELECT s.onboarding_id, s.seq, s.id
          FROM steps s JOIN onboardings o ON o.id = s.onboarding_id
-         WHERE s.stage = $1 AND s.status IN ('queued', 'retrying') AND s.available_at <= $2
+         WHERE s.stage = $1 AND s.status IN ('queued', 'retrying', 'compensating')
+           AND s.lease_id IS NULL AND s.available_at <= $2
          ORDER BY s.priority DESC, s.available_at, s.id
          LIMIT $3
          FOR UPDATE OF s, o SKIP LOCKED",
@@ -105,6 +106,7 @@ pub async fn claim(
             attempt: step.attempts + 1,
             lease,
             lease_expires_at: expires,
+            compensation: step.status == StepStatus::Compensating,
         });
     }
     let notices = batch::apply_all(conn, planned).await?;
@@ -119,14 +121,18 @@ pub async fn finish(conn: &mut PgConnection, f: StepFinish) -> StoreResult<Notic
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", f.step.seq)))?;
     let require = check_guard(id, &step, lease, f.guard)?;
-    let next = if matches!(f.resolution, Resolution::Succeed(_)) && step.seq.0 < state.total_steps {
+    let others = if state.needs_every_step() {
+        load_steps(conn, id).await?
+    } else if matches!(f.resolution, Resolution::Succeed(_)) && step.seq.0 < state.total_steps {
         load_step(conn, id, StepSeq(step.seq.0 + 1))
             .await?
             .map(|(s, _)| s)
+            .into_iter()
+            .collect()
     } else {
-        None
+        Vec::new()
     };
-    let changes = plan::resolved(&state, &step, next.as_ref(), f.resolution, f.now, &f.actor)?;
+    let changes = plan::resolved(&state, &step, &others, f.resolution, f.now, &f.actor)?;
     apply(
         conn,
         &state,
@@ -184,16 +190,10 @@ pub async fn finish_all(
                     .cloned()
                     .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", f.step.seq)))?;
                 let require = check_guard(id, &step, lease, f.guard)?;
-                let next = match f.resolution {
-                    Resolution::Succeed(_) if step.seq.0 < found.state.total_steps => {
-                        found.step(StepSeq(step.seq.0 + 1)).map(|(s, _)| s.clone())
-                    }
-                    _ => None,
-                };
                 let changes = plan::resolved(
                     &found.state,
                     &step,
-                    next.as_ref(),
+                    &found.others(step.seq),
                     f.resolution.clone(),
                     f.now,
                     &f.actor,
@@ -242,7 +242,7 @@ fn check_guard(
 ) -> StoreResult<Option<LeaseId>> {
     match guard {
         StepGuard::Lease(expected) => {
-            if step.status != StepStatus::Running || lease != Some(expected) {
+            if !step.status.holds_lease() || lease != Some(expected) {
                 return Err(StoreError::Conflict(format!(
                     "step {} of {id} is no longer held under this lease (now {})",
                     step.seq, step.status
@@ -272,6 +272,7 @@ fn claimed_from_row(r: &PgRow) -> StoreResult<ClaimedStep> {
         attempt: count(r, "attempts")?,
         lease: LeaseId(column(r, "lease_id")?),
         lease_expires_at: millis(r, "lease_expires_at")?,
+        compensation: parsed::<StepStatus>(r, "status")? == StepStatus::Compensating,
     })
 }
 
@@ -282,8 +283,8 @@ pub async fn expired_leases(
     max: usize,
 ) -> StoreResult<Vec<ClaimedStep>> {
     sqlx::query(
-        "SELECT onboarding_id, id, seq, task, stage, attempts, lease_id, lease_expires_at
-         FROM steps WHERE status = 'running' AND lease_expires_at <= $1
+        "SELECT onboarding_id, id, seq, task, stage, status, attempts, lease_id, lease_expires_at
+         FROM steps WHERE status IN ('running', 'compensating') AND lease_expires_at <= $1
          ORDER BY lease_expires_at, id LIMIT $2",
     )
     .bind(now.0)

@@ -4,7 +4,7 @@ use crate::db_error;
 use crate::rows::*;
 use crate::store::Notices;
 use onramp_core::time::Millis;
-use onramp_core::{StageName, TaskTypeName, TemplateName};
+use onramp_core::{StageName, TemplateName};
 use onramp_store::*;
 use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
@@ -108,19 +108,20 @@ fn template_from_row(r: &PgRow) -> StoreResult<TemplateRecord> {
         name: parsed(r, "name")?,
         version: count(r, "version")?,
         tasks: json(r, "tasks")?,
+        on_failure: parsed(r, "on_failure")?,
         created_at: millis(r, "created_at")?,
     })
 }
 
 /// Stores a new template version; with `only_if_changed`, returns the latest version
-/// unchanged when its tasks are the same.
+/// unchanged when it already says the same.
 ///
 /// An advisory lock on the name makes concurrent puts of one template take turns, so each
 /// gets the next version number instead of colliding on it.
 pub async fn put_template(
     conn: &mut PgConnection,
     name: &TemplateName,
-    tasks: &[TaskTypeName],
+    spec: &TemplateSpec,
     now: Millis,
     only_if_changed: bool,
 ) -> StoreResult<TemplateRecord> {
@@ -133,23 +134,28 @@ pub async fn put_template(
     let latest = latest_template(conn, name).await?;
     if only_if_changed
         && let Some(latest) = &latest
-        && latest.tasks == tasks
+        && latest.says(spec)
     {
         return Ok(latest.clone());
     }
     let version = latest.map_or(1, |t| t.version + 1);
-    sqlx::query("INSERT INTO templates (name, version, tasks, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(name.as_str())
-        .bind(int(version)?)
-        .bind(Json(tasks))
-        .bind(now.0)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "INSERT INTO templates (name, version, tasks, on_failure, created_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(name.as_str())
+    .bind(int(version)?)
+    .bind(Json(&spec.tasks))
+    .bind(spec.on_failure.as_str())
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
     Ok(TemplateRecord {
         name: name.clone(),
         version,
-        tasks: tasks.to_vec(),
+        tasks: spec.tasks.clone(),
+        on_failure: spec.on_failure,
         created_at: now,
     })
 }
@@ -159,7 +165,7 @@ async fn latest_template(
     name: &TemplateName,
 ) -> StoreResult<Option<TemplateRecord>> {
     sqlx::query(
-        "SELECT name, version, tasks, created_at FROM templates WHERE name = $1
+        "SELECT name, version, tasks, on_failure, created_at FROM templates WHERE name = $1
          ORDER BY version DESC LIMIT 1",
     )
     .bind(name.as_str())
@@ -180,7 +186,7 @@ pub async fn get_template(
     let found = match version {
         None => latest_template(conn, name).await?,
         Some(v) => sqlx::query(
-            "SELECT name, version, tasks, created_at FROM templates WHERE name = $1 AND version = $2",
+            "SELECT name, version, tasks, on_failure, created_at FROM templates WHERE name = $1 AND version = $2",
         )
         .bind(name.as_str())
         .bind(int(v)?)
@@ -203,7 +209,7 @@ pub async fn template_versions(
     name: &TemplateName,
 ) -> StoreResult<Vec<TemplateRecord>> {
     let versions: Vec<TemplateRecord> = sqlx::query(
-        "SELECT name, version, tasks, created_at FROM templates WHERE name = $1 ORDER BY version",
+        "SELECT name, version, tasks, on_failure, created_at FROM templates WHERE name = $1 ORDER BY version",
     )
     .bind(name.as_str())
     .fetch_all(&mut *conn)
@@ -221,7 +227,7 @@ pub async fn template_versions(
 /// The latest version of every template.
 pub async fn list_templates(conn: &mut PgConnection) -> StoreResult<Vec<TemplateRecord>> {
     sqlx::query(
-        "SELECT DISTINCT ON (name) name, version, tasks, created_at FROM templates
+        "SELECT DISTINCT ON (name) name, version, tasks, on_failure, created_at FROM templates
          ORDER BY name, version DESC",
     )
     .fetch_all(&mut *conn)

@@ -7,7 +7,7 @@ use crate::{db_error, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, OnboardingId, StageName, TaskTypeName, TemplateName};
+use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
 use onramp_store::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
@@ -394,11 +394,11 @@ impl Store for PostgresStore {
     async fn put_template(
         &self,
         name: &TemplateName,
-        tasks: &[TaskTypeName],
+        spec: &TemplateSpec,
         now: Millis,
     ) -> StoreResult<TemplateRecord> {
         let mut tx = self.begin().await?;
-        let record = registry::put_template(&mut tx, name, tasks, now, false).await?;
+        let record = registry::put_template(&mut tx, name, spec, now, false).await?;
         self.commit(tx, Notices::default()).await?;
         Ok(record)
     }
@@ -406,11 +406,11 @@ impl Store for PostgresStore {
     async fn sync_template(
         &self,
         name: &TemplateName,
-        tasks: &[TaskTypeName],
+        spec: &TemplateSpec,
         now: Millis,
     ) -> StoreResult<TemplateRecord> {
         let mut tx = self.begin().await?;
-        let record = registry::put_template(&mut tx, name, tasks, now, true).await?;
+        let record = registry::put_template(&mut tx, name, spec, now, true).await?;
         self.commit(tx, Notices::default()).await?;
         Ok(record)
     }

@@ -61,6 +61,9 @@ conformance!(
     tokens_are_found_by_hash_and_revoked,
     unclaimed_since_finds_steps_queued_too_long,
     list_onboardings_filters_and_pages,
+    cancel_compensates_succeeded_steps_in_reverse_through_the_queue,
+    a_dead_compensation_is_replayed_and_the_cancel_finishes,
+    on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
 );
 
 #[test]
@@ -156,11 +159,12 @@ async fn processes_starting_together_migrate_once() {
         .into_iter()
         .map(|s| s.expect("every process opens"))
         .collect();
-    let versions: Vec<i32> = sqlx::query_scalar("SELECT version FROM onramp_schema_migrations")
-        .fetch_all(stores[0].pool())
-        .await
-        .expect("versions");
-    assert_eq!(versions, vec![1]);
+    let versions: Vec<i32> =
+        sqlx::query_scalar("SELECT version FROM onramp_schema_migrations ORDER BY version")
+            .fetch_all(stores[0].pool())
+            .await
+            .expect("versions");
+    assert_eq!(versions, vec![1, 2], "each migration applied once");
     let record = create(&stores[1], &[("a", "s1")]).await;
     assert_eq!(
         stores[3].get_onboarding(&record.id).await.expect("get"),

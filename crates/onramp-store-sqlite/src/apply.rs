@@ -10,7 +10,6 @@ use crate::store::Notices;
 use onramp_core::DeadLetterId;
 use onramp_core::audit::{self, AuditHead};
 use onramp_core::plan::{AttemptsUpdate, Changes, DeadLetterChange, ErrorUpdate, OnboardingState};
-use onramp_core::step::StepStatus;
 use onramp_core::time::Millis;
 use onramp_store::{Changed, LeaseId, StoreError, StoreResult};
 use rusqlite::{Connection, params};
@@ -40,17 +39,17 @@ pub fn apply(
             ErrorUpdate::Set(e) => ("set", Some(e.as_str())),
             ErrorUpdate::Clear => ("clear", None),
         };
-        let attempts_mode = match (step.to, step.attempts) {
-            (StepStatus::Running, _) => "claim",
+        let attempts_mode = match (step.claimed, step.attempts) {
+            (true, _) => "claim",
             (_, AttemptsUpdate::Refund) => "refund",
             (_, AttemptsUpdate::Reset) => "reset",
             (_, AttemptsUpdate::Keep) => "keep",
         };
-        let (grant_lease, grant_expiry) = match (step.to, leases.grant) {
-            (StepStatus::Running, Some((lease, until))) => (Some(lease.0), Some(until.0)),
+        let (grant_lease, grant_expiry) = match (step.claimed, leases.grant) {
+            (true, Some((lease, until))) => (Some(lease.0), Some(until.0)),
             _ => (None, None),
         };
-        let required_lease = if step.from == StepStatus::Running {
+        let required_lease = if step.from.holds_lease() {
             leases.require.map(|l| l.0)
         } else {
             None
@@ -152,9 +151,10 @@ pub fn apply(
         });
     }
 
-    match &changes.dead_letter {
-        Some(DeadLetterChange::Add { seq, error }) => {
-            conn.prepare_cached(
+    for change in &changes.dead_letters {
+        match change {
+            DeadLetterChange::Add { seq, error } => {
+                conn.prepare_cached(
                 "INSERT INTO dead_letters (id, onboarding_id, step_seq, task, stage, attempts, error, dead_at)
                  SELECT ?1, onboarding_id, seq, task, stage, attempts, ?2, ?3
                  FROM steps WHERE onboarding_id = ?4 AND seq = ?5",
@@ -168,17 +168,17 @@ pub fn apply(
                 seq.0
             ])
             .map_err(db_error)?;
-        }
-        Some(DeadLetterChange::Resolve { resolution }) => {
-            conn.prepare_cached(
-                "UPDATE dead_letters SET resolved_at = ?1, resolution = ?2
+            }
+            DeadLetterChange::Resolve { resolution } => {
+                conn.prepare_cached(
+                    "UPDATE dead_letters SET resolved_at = ?1, resolution = ?2
                  WHERE onboarding_id = ?3 AND resolved_at IS NULL",
-            )
-            .map_err(db_error)?
-            .execute(params![ms(now), resolution, ob.id.as_str()])
-            .map_err(db_error)?;
+                )
+                .map_err(db_error)?
+                .execute(params![ms(now), resolution, ob.id.as_str()])
+                .map_err(db_error)?;
+            }
         }
-        None => {}
     }
 
     if !changes.audit.is_empty() {

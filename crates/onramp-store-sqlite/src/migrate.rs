@@ -3,7 +3,10 @@
 use rusqlite::Connection;
 
 /// The migrations in order; the index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_sagas.sql"),
+];
 
 /// Applies every migration the database has not seen, each in its own transaction.
 /// Returns the number applied. A database from a newer onramp is refused.

@@ -48,8 +48,8 @@ pub fn create(
     conn.prepare_cached(
         "INSERT INTO onboardings (id, customer, customer_name, customer_email, customer_ref,
             template_name, template_version, status, stage, current_seq, total_steps, priority,
-            created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, 1, ?9, ?10, ?11, ?11)",
+            created_at, updated_at, on_failure)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, 1, ?9, ?10, ?11, ?11, ?12)",
     )
     .map_err(db_error)?
     .execute(params![
@@ -64,13 +64,15 @@ pub fn create(
         new.steps.len() as i64,
         new.priority,
         ms(new.now),
+        new.on_failure.as_str(),
     ])
     .map_err(db_error)?;
 
     let mut insert_step = conn
         .prepare_cached(
-            "INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+            "INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority,
+                                compensable)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
         )
         .map_err(db_error)?;
     for (i, step) in new.steps.iter().enumerate() {
@@ -83,6 +85,7 @@ pub fn create(
                 step.stage.as_str(),
                 step.kind,
                 new.priority,
+                step.compensable,
             ])
             .map_err(db_error)?;
     }
@@ -312,7 +315,7 @@ pub fn load_state(
     id: &OnboardingId,
 ) -> StoreResult<(OnboardingState, AuditHead)> {
     conn.prepare_cached(
-        "SELECT o.status, o.current_seq, o.total_steps, o.succeeded_steps,
+        "SELECT o.status, o.current_seq, o.total_steps, o.succeeded_steps, o.on_failure,
                 coalesce(a.seq, 0) AS audit_seq, coalesce(a.hash, ?2) AS audit_hash
          FROM onboardings o
          LEFT JOIN (SELECT seq, hash FROM audit WHERE onboarding_id = ?1
@@ -328,6 +331,7 @@ pub fn load_state(
                 current_seq: StepSeq(r.get("current_seq")?),
                 total_steps: r.get("total_steps")?,
                 succeeded_steps: r.get("succeeded_steps")?,
+                on_failure: get_parsed(r, "on_failure")?,
             },
             AuditHead {
                 seq: r.get::<_, i64>("audit_seq")? as u64,
@@ -347,8 +351,8 @@ pub fn load_step(
     seq: StepSeq,
 ) -> StoreResult<Option<(StepState, Option<LeaseId>)>> {
     conn.prepare_cached(
-        "SELECT seq, task, stage, status, attempts, lease_id FROM steps
-         WHERE onboarding_id = ?1 AND seq = ?2",
+        "SELECT seq, task, stage, status, attempts, lease_id, lease_expires_at, compensable
+         FROM steps WHERE onboarding_id = ?1 AND seq = ?2",
     )
     .map_err(db_error)?
     .query_row(params![id.as_str(), seq.0], step_state_from_row)
@@ -359,8 +363,8 @@ pub fn load_step(
 /// The planner's view of every step of an onboarding.
 pub fn load_steps(conn: &Connection, id: &OnboardingId) -> StoreResult<Vec<StepState>> {
     conn.prepare_cached(
-        "SELECT seq, task, stage, status, attempts, lease_id FROM steps
-         WHERE onboarding_id = ?1 ORDER BY seq",
+        "SELECT seq, task, stage, status, attempts, lease_id, lease_expires_at, compensable
+         FROM steps WHERE onboarding_id = ?1 ORDER BY seq",
     )
     .map_err(db_error)?
     .query_map([id.as_str()], step_state_from_row)
@@ -378,6 +382,8 @@ fn step_state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(StepState, Op
             stage: get_parsed(r, "stage")?,
             status: get_parsed(r, "status")?,
             attempts: r.get("attempts")?,
+            compensable: r.get("compensable")?,
+            lease_expires_at: get_opt_ms(r, "lease_expires_at")?,
         },
         r.get::<_, Option<i64>>("lease_id")?.map(LeaseId),
     ))

@@ -5,7 +5,6 @@ use crate::db_error;
 use crate::onboardings::{get, load_state, load_step, load_steps};
 use crate::rows::*;
 use crate::store::Notices;
-use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::plan;
 use onramp_core::time::Millis;
 use onramp_core::{DeadLetterId, OnboardingId, StageName, StepSeq};
@@ -31,12 +30,7 @@ fn replay(
     how: &str,
 ) -> StoreResult<Notices> {
     let (state, head) = load_state(conn, id)?;
-    if state.status != OnboardingStatus::Failed {
-        return Err(StoreError::InvalidTransition(format!(
-            "onboarding {id} is {}, only a failed onboarding can be retried",
-            state.status
-        )));
-    }
+    ensure_replayable(&state)?;
     let (dead, _) = load_step(conn, id, state.current_seq)?
         .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", state.current_seq)))?;
     let changes = plan::retried(&state, &dead, now, actor, how)?;
@@ -139,9 +133,12 @@ pub fn discard_dead_letter(
 ) -> StoreResult<(DeadLetterRecord, Notices)> {
     let dead = open_dead_letter(conn, id)?;
     let (state, head) = load_state(conn, &dead.onboarding_id)?;
-    let (step, _) = load_step(conn, &dead.onboarding_id, dead.step_seq)?
+    let steps = load_steps(conn, &dead.onboarding_id)?;
+    let step = steps
+        .iter()
+        .find(|s| s.seq == dead.step_seq)
         .ok_or_else(|| StoreError::NotFound(format!("step {}", dead.step_seq)))?;
-    let changes = plan::discarded(&state, &step, now, actor)?;
+    let changes = plan::discarded(&state, step, &steps, now, actor)?;
     let notices = apply(conn, &state, head, changes, now, Leases::default())?;
     Ok((dead, notices))
 }

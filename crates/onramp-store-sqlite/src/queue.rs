@@ -5,7 +5,7 @@
 
 use crate::apply::{Leases, apply};
 use crate::db_error;
-use crate::onboardings::{load_state, load_step};
+use crate::onboardings::{load_state, load_step, load_steps};
 use crate::rows::*;
 use crate::store::Notices;
 use onramp_core::outcome::Resolution;
@@ -28,7 +28,8 @@ pub fn claim(
     let candidates: Vec<(OnboardingId, StepSeq, String)> = conn
         .prepare_cached(
             "SELECT onboarding_id, seq, id FROM steps
-             WHERE stage = ?1 AND status IN ('queued', 'retrying') AND available_at <= ?2
+             WHERE stage = ?1 AND status IN ('queued', 'retrying', 'compensating')
+               AND lease_id IS NULL AND available_at <= ?2
              ORDER BY priority DESC, available_at LIMIT ?3",
         )
         .map_err(db_error)?
@@ -81,6 +82,7 @@ pub fn claim(
             attempt: step.attempts + 1,
             lease,
             lease_expires_at: expires,
+            compensation: step.status == StepStatus::Compensating,
         });
     }
     Ok((claimed, notices))
@@ -94,7 +96,7 @@ pub fn finish(conn: &Connection, f: StepFinish) -> StoreResult<((), Notices)> {
         .ok_or_else(|| StoreError::NotFound(format!("step {} of {id}", f.step.seq)))?;
     let require = match f.guard {
         StepGuard::Lease(expected) => {
-            if step.status != StepStatus::Running || lease != Some(expected) {
+            if !step.status.holds_lease() || lease != Some(expected) {
                 return Err(StoreError::Conflict(format!(
                     "step {} of {id} is no longer held under this lease (now {})",
                     step.seq, step.status
@@ -112,12 +114,17 @@ pub fn finish(conn: &Connection, f: StepFinish) -> StoreResult<((), Notices)> {
             None
         }
     };
-    let next = if matches!(f.resolution, Resolution::Succeed(_)) && step.seq.0 < state.total_steps {
-        load_step(conn, id, StepSeq(step.seq.0 + 1))?.map(|(s, _)| s)
+    let others = if state.needs_every_step() {
+        load_steps(conn, id)?
+    } else if matches!(f.resolution, Resolution::Succeed(_)) && step.seq.0 < state.total_steps {
+        load_step(conn, id, StepSeq(step.seq.0 + 1))?
+            .map(|(s, _)| s)
+            .into_iter()
+            .collect()
     } else {
-        None
+        Vec::new()
     };
-    let changes = plan::resolved(&state, &step, next.as_ref(), f.resolution, f.now, &f.actor)?;
+    let changes = plan::resolved(&state, &step, &others, f.resolution, f.now, &f.actor)?;
     let notices = apply(
         conn,
         &state,
@@ -139,8 +146,8 @@ pub fn expired_leases(
     limit: usize,
 ) -> StoreResult<Vec<ClaimedStep>> {
     conn.prepare_cached(
-        "SELECT onboarding_id, id, seq, task, stage, attempts, lease_id, lease_expires_at
-         FROM steps WHERE status = 'running' AND lease_expires_at <= ?1
+        "SELECT onboarding_id, id, seq, task, stage, status, attempts, lease_id, lease_expires_at
+         FROM steps WHERE status IN ('running', 'compensating') AND lease_expires_at <= ?1
          ORDER BY lease_expires_at LIMIT ?2",
     )
     .map_err(db_error)?
@@ -154,6 +161,7 @@ pub fn expired_leases(
             attempt: r.get("attempts")?,
             lease: LeaseId(r.get("lease_id")?),
             lease_expires_at: get_ms(r, "lease_expires_at")?,
+            compensation: get_parsed::<StepStatus>(r, "status")? == StepStatus::Compensating,
         })
     })
     .map_err(db_error)?

@@ -102,39 +102,48 @@ fn template_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TemplateRecord> 
         name: get_parsed(r, "name")?,
         version: r.get("version")?,
         tasks: r.get::<_, Json<Vec<TaskTypeName>>>("tasks")?.0,
+        on_failure: get_parsed(r, "on_failure")?,
         created_at: get_ms(r, "created_at")?,
     })
 }
 
 /// Stores a new template version; with `only_if_changed`, returns the latest version
-/// unchanged when its tasks are the same.
+/// unchanged when it already says the same.
 pub fn put_template(
     conn: &Connection,
     name: &TemplateName,
-    tasks: &[TaskTypeName],
+    spec: &TemplateSpec,
     now: Millis,
     only_if_changed: bool,
 ) -> StoreResult<(TemplateRecord, Notices)> {
     let latest = latest_template(conn, name)?;
     if only_if_changed
         && let Some(latest) = &latest
-        && latest.tasks == tasks
+        && latest.says(spec)
     {
         return Ok((latest.clone(), Notices::default()));
     }
     let version = latest.map_or(1, |t| t.version + 1);
     let tasks_json =
-        serde_json::to_string(tasks).map_err(|e| StoreError::Internal(e.to_string()))?;
+        serde_json::to_string(&spec.tasks).map_err(|e| StoreError::Internal(e.to_string()))?;
     conn.prepare_cached(
-        "INSERT INTO templates (name, version, tasks, created_at) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO templates (name, version, tasks, on_failure, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )
     .map_err(db_error)?
-    .execute(params![name.as_str(), version, tasks_json, ms(now)])
+    .execute(params![
+        name.as_str(),
+        version,
+        tasks_json,
+        spec.on_failure.as_str(),
+        ms(now)
+    ])
     .map_err(db_error)?;
     let record = TemplateRecord {
         name: name.clone(),
         version,
-        tasks: tasks.to_vec(),
+        tasks: spec.tasks.clone(),
+        on_failure: spec.on_failure,
         created_at: now,
     };
     Ok((record, Notices::default()))
@@ -142,7 +151,7 @@ pub fn put_template(
 
 fn latest_template(conn: &Connection, name: &TemplateName) -> StoreResult<Option<TemplateRecord>> {
     conn.prepare_cached(
-        "SELECT name, version, tasks, created_at FROM templates WHERE name = ?1
+        "SELECT name, version, tasks, on_failure, created_at FROM templates WHERE name = ?1
          ORDER BY version DESC LIMIT 1",
     )
     .map_err(db_error)?
@@ -161,7 +170,7 @@ pub fn get_template(
         None => latest_template(conn, name)?,
         Some(v) => conn
             .prepare_cached(
-                "SELECT name, version, tasks, created_at FROM templates WHERE name = ?1 AND version = ?2",
+                "SELECT name, version, tasks, on_failure, created_at FROM templates WHERE name = ?1 AND version = ?2",
             )
             .map_err(db_error)?
             .query_row(params![name.as_str(), v], template_from_row)
@@ -181,7 +190,7 @@ pub fn template_versions(
 ) -> StoreResult<Vec<TemplateRecord>> {
     let versions: Vec<TemplateRecord> = conn
         .prepare_cached(
-            "SELECT name, version, tasks, created_at FROM templates WHERE name = ?1 ORDER BY version",
+            "SELECT name, version, tasks, on_failure, created_at FROM templates WHERE name = ?1 ORDER BY version",
         )
         .map_err(db_error)?
         .query_map([name.as_str()], template_from_row)
@@ -197,7 +206,7 @@ pub fn template_versions(
 /// The latest version of every template.
 pub fn list_templates(conn: &Connection) -> StoreResult<Vec<TemplateRecord>> {
     conn.prepare_cached(
-        "SELECT t.name, t.version, t.tasks, t.created_at FROM templates t
+        "SELECT t.name, t.version, t.tasks, t.on_failure, t.created_at FROM templates t
          WHERE t.version = (SELECT max(version) FROM templates WHERE name = t.name)
          ORDER BY t.name",
     )

@@ -6,7 +6,7 @@ use crate::{db_error, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, OnboardingId, StageName, TaskTypeName, TemplateName};
+use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
 use onramp_store::*;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -397,22 +397,22 @@ impl Store for SqliteStore {
     async fn put_template(
         &self,
         name: &TemplateName,
-        tasks: &[TaskTypeName],
+        spec: &TemplateSpec,
         now: Millis,
     ) -> StoreResult<TemplateRecord> {
-        let (name, tasks) = (name.clone(), tasks.to_vec());
-        self.write(move |c| registry::put_template(c, &name, &tasks, now, false))
+        let (name, spec) = (name.clone(), spec.clone());
+        self.write(move |c| registry::put_template(c, &name, &spec, now, false))
             .await
     }
 
     async fn sync_template(
         &self,
         name: &TemplateName,
-        tasks: &[TaskTypeName],
+        spec: &TemplateSpec,
         now: Millis,
     ) -> StoreResult<TemplateRecord> {
-        let (name, tasks) = (name.clone(), tasks.to_vec());
-        self.write(move |c| registry::put_template(c, &name, &tasks, now, true))
+        let (name, spec) = (name.clone(), spec.clone());
+        self.write(move |c| registry::put_template(c, &name, &spec, now, true))
             .await
     }
 

@@ -53,6 +53,9 @@ conformance!(
     tokens_are_found_by_hash_and_revoked,
     unclaimed_since_finds_steps_queued_too_long,
     list_onboardings_filters_and_pages,
+    cancel_compensates_succeeded_steps_in_reverse_through_the_queue,
+    a_dead_compensation_is_replayed_and_the_cancel_finishes,
+    on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
 );
 
 #[test]

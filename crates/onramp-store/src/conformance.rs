@@ -60,6 +60,9 @@ checks!(
     tokens_are_found_by_hash_and_revoked,
     unclaimed_since_finds_steps_queued_too_long,
     list_onboardings_filters_and_pages,
+    cancel_compensates_succeeded_steps_in_reverse_through_the_queue,
+    a_dead_compensation_is_replayed_and_the_cancel_finishes,
+    on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
 );
 
 /// Runs every check, each on a fresh store from `fresh`, printing the name of each.
@@ -107,11 +110,38 @@ pub fn new_onboarding(steps: &[(&str, &str)], priority: u8, now: Millis) -> NewO
                 task: task(t),
                 stage: stage(s),
                 kind: "sim".into(),
+                compensable: false,
             })
             .collect(),
+        on_failure: onramp_core::onboarding::FailurePolicy::Hold,
         now,
         actor: "token:test".into(),
     }
+}
+
+/// Like [`new_onboarding`], every step with a compensation.
+pub fn compensable_onboarding(steps: &[(&str, &str)], now: Millis) -> NewOnboarding {
+    let mut new = new_onboarding(steps, 0, now);
+    for step in &mut new.steps {
+        step.compensable = true;
+    }
+    new
+}
+
+/// Claims and succeeds the next step of `stage_name`.
+async fn run_one(store: &SharedStore, stage_name: &str, now: Millis) -> ClaimedStep {
+    let step = claim_one(store, stage_name, now).await;
+    finish_one(
+        store,
+        finish(&step, Resolution::Succeed(json!({"ok": true})), now),
+    )
+    .await
+    .expect("finish");
+    step
+}
+
+fn step_statuses(record: &OnboardingRecord) -> Vec<StepStatus> {
+    record.steps.iter().map(|s| s.status).collect()
 }
 
 async fn create(store: &SharedStore, new: NewOnboarding) -> OnboardingRecord {
@@ -782,6 +812,197 @@ pub async fn cancel_skips_remaining_steps(store: SharedStore) {
     );
 }
 
+/// Cancelling after two of three steps queues the compensation of the second, then of the
+/// first, each claimed under a lease like any work; the onboarding is `cancelling` meanwhile
+/// and ends `cancelled`, with the `onboarding.cancelled` event, when the last is done.
+pub async fn cancel_compensates_succeeded_steps_in_reverse_through_the_queue(store: SharedStore) {
+    let new = compensable_onboarding(&[("a", "s1"), ("b", "s2"), ("c", "s3")], T0);
+    let record = create(&store, new).await;
+    run_one(&store, "s1", later(1)).await;
+    run_one(&store, "s2", later(2)).await;
+    let cancelling = store
+        .cancel_onboarding(&record.id, "customer left", later(3), "token:ops")
+        .await
+        .expect("cancel");
+    assert_eq!(cancelling.status, OnboardingStatus::Cancelling);
+    assert_eq!(
+        step_statuses(&cancelling),
+        vec![
+            StepStatus::Succeeded,
+            StepStatus::Compensating,
+            StepStatus::Skipped
+        ]
+    );
+    assert!(
+        store
+            .claim(&stage("s1"), 5, later(4), LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    let undo_b = claim_one(&store, "s2", later(4)).await;
+    assert!(undo_b.compensation, "claimed as a compensation");
+    assert_eq!((undo_b.seq, undo_b.attempt), (StepSeq(2), 1));
+    // A failed attempt retries as a compensation, under a new lease.
+    finish_one(
+        &store,
+        finish(
+            &undo_b,
+            Resolution::ScheduleRetry {
+                error: "HTTP 503".into(),
+                at: later(6),
+            },
+            later(5),
+        ),
+    )
+    .await
+    .expect("retry");
+    assert!(
+        store
+            .claim(&stage("s2"), 5, later(5), LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let undo_b = claim_one(&store, "s2", later(6)).await;
+    assert!(undo_b.compensation);
+    assert_eq!(undo_b.attempt, 2);
+    finish_one(
+        &store,
+        finish(&undo_b, Resolution::Succeed(json!({})), later(7)),
+    )
+    .await
+    .expect("compensated");
+
+    let undo_a = claim_one(&store, "s1", later(8)).await;
+    assert!(undo_a.compensation);
+    assert_eq!(undo_a.seq, StepSeq(1));
+    finish_one(
+        &store,
+        finish(&undo_a, Resolution::Succeed(json!({})), later(9)),
+    )
+    .await
+    .expect("compensated");
+    let done = store.get_onboarding(&record.id).await.expect("get");
+    assert_eq!(done.status, OnboardingStatus::Cancelled);
+    assert_eq!(
+        step_statuses(&done),
+        vec![
+            StepStatus::Compensated,
+            StepStatus::Compensated,
+            StepStatus::Skipped
+        ]
+    );
+    let audit = store.audit_entries(&record.id).await.expect("audit");
+    assert_eq!(verify_chain(&audit), Ok(()));
+    assert_eq!(
+        audit.last().map(|e| e.action.as_str()),
+        Some("onboarding.cancelled")
+    );
+}
+
+/// A compensation that dead-letters leaves the onboarding `cancelling` with its dead letter
+/// open; replaying it runs the compensation again and the cancel completes.
+pub async fn a_dead_compensation_is_replayed_and_the_cancel_finishes(store: SharedStore) {
+    let record = create(
+        &store,
+        compensable_onboarding(&[("a", "s1"), ("b", "s2")], T0),
+    )
+    .await;
+    run_one(&store, "s1", later(1)).await;
+    store
+        .cancel_onboarding(&record.id, "stop", later(2), "token:ops")
+        .await
+        .expect("cancel");
+    let undo = claim_one(&store, "s1", later(3)).await;
+    finish_one(
+        &store,
+        finish(&undo, Resolution::DeadLetter("HTTP 500".into()), later(4)),
+    )
+    .await
+    .expect("dead");
+    let stuck = store.get_onboarding(&record.id).await.expect("get");
+    assert_eq!(stuck.status, OnboardingStatus::Cancelling);
+    assert!(stuck.retry_available);
+    assert_eq!(
+        step_statuses(&stuck),
+        vec![StepStatus::Dead, StepStatus::Skipped]
+    );
+    let page = store
+        .list_dead_letters(
+            None,
+            &PageRequest {
+                limit: 10,
+                cursor: None,
+            },
+        )
+        .await
+        .expect("dead letters");
+    assert_eq!(page.items.len(), 1);
+    assert!(
+        page.items[0].error.contains("compensation failed"),
+        "{}",
+        page.items[0].error
+    );
+
+    store
+        .replay_dead_letter(&page.items[0].id, later(5), "token:ops")
+        .await
+        .expect("replay");
+    let undo = claim_one(&store, "s1", later(6)).await;
+    assert!(undo.compensation);
+    finish_one(
+        &store,
+        finish(&undo, Resolution::Succeed(json!({})), later(7)),
+    )
+    .await
+    .expect("compensated");
+    let done = store.get_onboarding(&record.id).await.expect("get");
+    assert_eq!(done.status, OnboardingStatus::Cancelled);
+    assert!(!done.retry_available);
+}
+
+/// With `on_failure = "compensate"`, a dead letter fails the onboarding and cancels it at
+/// once: the dead step stays `dead`, the steps before it are undone.
+pub async fn on_failure_compensate_undoes_what_ran_when_a_step_dead_letters(store: SharedStore) {
+    let mut new = compensable_onboarding(&[("a", "s1"), ("b", "s2"), ("c", "s3")], T0);
+    new.on_failure = onramp_core::onboarding::FailurePolicy::Compensate;
+    let record = create(&store, new).await;
+    run_one(&store, "s1", later(1)).await;
+    let b = claim_one(&store, "s2", later(2)).await;
+    finish_one(
+        &store,
+        finish(&b, Resolution::DeadLetter("HTTP 400".into()), later(3)),
+    )
+    .await
+    .expect("dead");
+    let cancelling = store.get_onboarding(&record.id).await.expect("get");
+    assert_eq!(cancelling.status, OnboardingStatus::Cancelling);
+    assert_eq!(
+        step_statuses(&cancelling),
+        vec![
+            StepStatus::Compensating,
+            StepStatus::Dead,
+            StepStatus::Skipped
+        ]
+    );
+    let open = store
+        .list_dead_letters(
+            None,
+            &PageRequest {
+                limit: 10,
+                cursor: None,
+            },
+        )
+        .await
+        .expect("dead letters");
+    assert!(open.items.is_empty(), "the cancel closed the dead letter");
+    run_one(&store, "s1", later(4)).await;
+    let done = store.get_onboarding(&record.id).await.expect("get");
+    assert_eq!(done.status, OnboardingStatus::Cancelled);
+}
+
 // ----- stages -----
 
 /// Pausing a stage is stored and shows in the stage counts until it is resumed.
@@ -881,11 +1102,17 @@ pub async fn audit_entries_chain_and_verify(store: SharedStore) {
 
 // ----- templates -----
 
-/// Each put makes a new version; sync adds one only when the tasks differ.
+/// Each put makes a new version; sync adds one only when the tasks or the failure policy
+/// differ.
 pub async fn templates_are_versioned(store: SharedStore) {
+    use onramp_core::onboarding::FailurePolicy;
     let name: TemplateName = "standard".parse().expect("name");
-    let ab = [task("a"), task("b")];
-    let abc = [task("a"), task("b"), task("c")];
+    let spec = |tasks: &[&str], on_failure| TemplateSpec {
+        tasks: tasks.iter().map(|t| task(t)).collect(),
+        on_failure,
+    };
+    let ab = spec(&["a", "b"], FailurePolicy::Hold);
+    let abc = spec(&["a", "b", "c"], FailurePolicy::Hold);
 
     let v1 = store.put_template(&name, &ab, T0).await.expect("put");
     let v2 = store.put_template(&name, &ab, later(1)).await.expect("put");
@@ -899,9 +1126,17 @@ pub async fn templates_are_versioned(store: SharedStore) {
         .sync_template(&name, &abc, later(3))
         .await
         .expect("sync");
-    assert_eq!((v3.version, v3.tasks.as_slice()), (3, abc.as_slice()));
+    assert_eq!((v3.version, &v3.tasks), (3, &abc.tasks));
+    let compensating = spec(&["a", "b", "c"], FailurePolicy::Compensate);
+    let v4 = store
+        .sync_template(&name, &compensating, later(3))
+        .await
+        .expect("sync");
+    assert_eq!((v4.version, v4.on_failure), (4, FailurePolicy::Compensate));
+    let v3 = store.get_template(&name, Some(3)).await.expect("v3");
+    assert_eq!(v3.on_failure, FailurePolicy::Hold);
 
-    assert_eq!(store.get_template(&name, None).await.expect("latest"), v3);
+    assert_eq!(store.get_template(&name, None).await.expect("latest"), v4);
     assert_eq!(store.get_template(&name, Some(1)).await.expect("v1"), v1);
     let versions: Vec<u32> = store
         .template_versions(&name)
@@ -910,7 +1145,7 @@ pub async fn templates_are_versioned(store: SharedStore) {
         .iter()
         .map(|t| t.version)
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
 
     let other: TemplateName = "express".parse().expect("name");
     let fresh = store
@@ -925,7 +1160,7 @@ pub async fn templates_are_versioned(store: SharedStore) {
         .into_iter()
         .map(|t| (t.name.as_str().to_owned(), t.version))
         .collect();
-    assert_eq!(latest, vec![("express".into(), 1), ("standard".into(), 3)]);
+    assert_eq!(latest, vec![("express".into(), 1), ("standard".into(), 4)]);
 
     let unknown: TemplateName = "nope".parse().expect("name");
     assert!(matches!(

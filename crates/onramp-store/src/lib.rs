@@ -171,16 +171,16 @@ pub trait Store: Send + Sync + 'static {
     async fn put_template(
         &self,
         name: &TemplateName,
-        tasks: &[TaskTypeName],
+        spec: &TemplateSpec,
         now: Millis,
     ) -> StoreResult<TemplateRecord>;
 
-    /// Makes the latest version of `name` have `tasks`, adding a version only when it differs
+    /// Makes the latest version of `name` say `spec`, adding a version only when it differs
     /// (used to load templates from config at start).
     async fn sync_template(
         &self,
         name: &TemplateName,
-        tasks: &[TaskTypeName],
+        spec: &TemplateSpec,
         now: Millis,
     ) -> StoreResult<TemplateRecord>;
 

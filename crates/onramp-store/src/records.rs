@@ -3,7 +3,7 @@
 use crate::StoreError;
 use onramp_core::auth::Role;
 use onramp_core::customer::Customer;
-use onramp_core::onboarding::OnboardingStatus;
+use onramp_core::onboarding::{FailurePolicy, OnboardingStatus};
 use onramp_core::outcome::Resolution;
 use onramp_core::plan::{Changes, OnboardingState};
 use onramp_core::step::StepStatus;
@@ -32,6 +32,9 @@ pub struct NewStep {
     pub stage: StageName,
     /// The task type's kind (`http`, `sim`, ...).
     pub kind: String,
+    /// Whether the task has a `compensate` request to undo it when the onboarding is
+    /// cancelled (fixed at creation, like the template version).
+    pub compensable: bool,
 }
 
 /// An onboarding to create.
@@ -47,6 +50,8 @@ pub struct NewOnboarding {
     pub priority: u8,
     /// Its steps in order (at least one).
     pub steps: Vec<NewStep>,
+    /// What a dead-lettered step leads to (the template's `on_failure`).
+    pub on_failure: FailurePolicy,
     /// When.
     pub now: Millis,
     /// Who.
@@ -69,6 +74,7 @@ impl NewOnboarding {
             current_seq: StepSeq(1),
             total_steps,
             succeeded_steps: 0,
+            on_failure: self.on_failure,
         };
         let first = StepState {
             seq: StepSeq(1),
@@ -76,6 +82,8 @@ impl NewOnboarding {
             stage: first.stage.clone(),
             status: StepStatus::Pending,
             attempts: 0,
+            compensable: first.compensable,
+            lease_expires_at: None,
         };
         let detail = serde_json::json!({
             "customer": {"name": self.customer.name, "email": self.customer.email},
@@ -85,6 +93,23 @@ impl NewOnboarding {
         });
         let changes = plan::created(&state, &first, self.now, &self.actor, detail)?;
         Ok((state, changes))
+    }
+}
+
+/// Refuses a retry or replay of an onboarding that has nothing to replay: only a failed
+/// onboarding, or a cancelling one whose compensation dead-lettered, has.
+pub fn ensure_replayable(state: &OnboardingState) -> Result<(), StoreError> {
+    if matches!(
+        state.status,
+        OnboardingStatus::Failed | OnboardingStatus::Cancelling
+    ) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidTransition(format!(
+            "onboarding {} is {}, only a failed onboarding (or a cancelling one whose \
+             compensation dead-lettered) can be retried",
+            state.id, state.status
+        )))
     }
 }
 
@@ -228,6 +253,9 @@ pub struct ClaimedStep {
     pub lease: LeaseId,
     /// When the lease runs out.
     pub lease_expires_at: Millis,
+    /// Whether this runs the step's compensation (its onboarding is being cancelled) rather
+    /// than its work.
+    pub compensation: bool,
 }
 
 /// A step by position.
@@ -312,8 +340,27 @@ pub struct TemplateRecord {
     pub version: u32,
     /// Its tasks in order.
     pub tasks: Vec<TaskTypeName>,
+    /// What a dead-lettered step of its onboardings leads to.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
     /// When this version was made.
     pub created_at: Millis,
+}
+
+/// What a template version says: its tasks and its failure policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateSpec {
+    /// The tasks in order.
+    pub tasks: Vec<TaskTypeName>,
+    /// What a dead-lettered step leads to.
+    pub on_failure: FailurePolicy,
+}
+
+impl TemplateRecord {
+    /// Whether this version says exactly `spec`.
+    pub fn says(&self, spec: &TemplateSpec) -> bool {
+        self.tasks == spec.tasks && self.on_failure == spec.on_failure
+    }
 }
 
 /// A token to store.

@@ -29,7 +29,10 @@ fn migrate_creates_the_schema_and_is_idempotent() {
         first.stdout()
     );
     let (version, names) = schema(&scratch);
-    assert_eq!(version, 1);
+    assert!(
+        version >= 2,
+        "every migration applied, got schema version {version}"
+    );
     for table in [
         "onboardings",
         "steps",
