@@ -115,6 +115,7 @@ pub fn template(t: &TemplateRecord) -> Value {
         "name": t.name,
         "version": t.version,
         "tasks": t.tasks,
+        "on_failure": t.on_failure,
         "created_at": time(t.created_at),
     })
 }

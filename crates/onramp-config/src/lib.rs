@@ -21,6 +21,7 @@ mod error;
 mod load;
 mod model;
 mod path;
+pub mod references;
 
 pub use duration::{parse_duration, parse_rate};
 pub use error::{ConfigError, ConfigErrors};

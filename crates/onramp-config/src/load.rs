@@ -11,7 +11,9 @@ use crate::duration::{parse_duration, parse_rate};
 use crate::error::{ConfigErrors, Errors};
 use crate::model::*;
 use crate::path::{KeyPath, Segment};
+use crate::references;
 use onramp_core::backoff::Backoff;
+use onramp_core::onboarding::FailurePolicy;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
@@ -257,6 +259,7 @@ struct RawRequest {
 #[derive(Deserialize)]
 struct RawTemplate {
     tasks: Option<Vec<String>>,
+    on_failure: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -399,6 +402,7 @@ impl Decoder<'_> {
                 config.tasks.insert(name, task);
             }
         }
+        self.check_task_references(&config);
         for (name, raw) in raw_templates {
             let path = root.key("templates").key(name.as_str());
             let template = self.template(raw, &path, &config);
@@ -824,18 +828,39 @@ impl Decoder<'_> {
         if names.is_empty() {
             self.errors.at(&at, "must list at least one task type");
         }
+        let on_failure = match raw.on_failure.as_deref().map(str::parse::<FailurePolicy>) {
+            None => Some(FailurePolicy::Hold),
+            Some(Ok(policy)) => Some(policy),
+            Some(Err(why)) => {
+                self.errors.at(&path.key("on_failure"), why);
+                None
+            }
+        };
         let mut tasks = Vec::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
             let Some(task) = self.name::<onramp_core::TaskTypeName>(name, &at.index(i)) else {
                 continue;
             };
-            if !config.tasks.contains_key(&task) {
-                self.errors
-                    .at(&at.index(i), format!("no [tasks.{task}] is configured"));
+            match config.tasks.get(&task).map(|t| &t.kind) {
+                None => self
+                    .errors
+                    .at(&at.index(i), format!("no [tasks.{task}] is configured")),
+                Some(TaskKind::Http(http)) => {
+                    for problem in references::check(&task, http, &tasks) {
+                        if let references::BadReference::StepNotBefore { .. } = problem {
+                            self.errors
+                                .at(&at.index(i), format!("task `{task}`: {problem}"));
+                        }
+                    }
+                }
+                Some(_) => {}
             }
             tasks.push(task);
         }
-        (tasks.len() == names.len() && !names.is_empty()).then_some(TemplateConfig { tasks })
+        (tasks.len() == names.len() && !names.is_empty()).then_some(TemplateConfig {
+            tasks,
+            on_failure: on_failure?,
+        })
     }
 
     fn amqp(&mut self, raw: RawAmqp, path: &KeyPath) -> Option<AmqpConfig> {
@@ -848,6 +873,23 @@ impl Decoder<'_> {
             url,
             exchange: raw.exchange.unwrap_or_else(|| "onramp.events".to_owned()),
         })
+    }
+
+    /// Variables no onboarding can define (`{{custmer.email}}`) are errors of the task itself;
+    /// whether the steps a task uses run before it depends on the template (checked there).
+    fn check_task_references(&mut self, config: &Config) {
+        let all: Vec<_> = config.tasks.keys().cloned().collect();
+        for (name, task) in &config.tasks {
+            let TaskKind::Http(http) = &task.kind else {
+                continue;
+            };
+            for problem in references::check(name, http, &all) {
+                self.errors.at(
+                    &KeyPath::root().key("tasks").key(name.as_str()),
+                    problem.to_string(),
+                );
+            }
+        }
     }
 
     /// A lease must outlast the request it covers; otherwise another worker takes over a step

@@ -4,6 +4,7 @@
 //! resolved), so consumers never re-check. Built-in defaults live in the `Default` impls.
 
 use onramp_core::backoff::Backoff;
+use onramp_core::onboarding::FailurePolicy;
 use onramp_core::{ServiceName, SignalName, StageName, TaskTypeName, TemplateName};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,9 +123,21 @@ pub struct RateLimit {
     pub per: Duration,
 }
 
+/// Written as in the config: `20/s`, `100/m`, `10/500ms`.
 impl fmt::Display for RateLimit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
+        let unit = match self.per.as_secs() {
+            _ if self.per.subsec_nanos() != 0 => None,
+            1 => Some("s"),
+            60 => Some("m"),
+            3600 => Some("h"),
+            86400 => Some("d"),
+            _ => None,
+        };
+        match unit {
+            Some(unit) => write!(f, "{}/{unit}", self.count),
+            None => write!(f, "{}/{}", self.count, humantime::format_duration(self.per)),
+        }
     }
 }
 
@@ -267,6 +280,9 @@ pub struct RequestTemplate {
 pub struct TemplateConfig {
     /// The task types, in order.
     pub tasks: Vec<TaskTypeName>,
+    /// What a dead-lettered step leads to: `hold` (default; stay failed for an operator) or
+    /// `compensate` (cancel at once, undoing what ran).
+    pub on_failure: FailurePolicy,
 }
 
 /// `[events]`.

@@ -250,7 +250,7 @@ base_url = "http://127.0.0.1:9001"
 kind = "http"
 stage = "s"
 service = "crm"
-request = { method = "FETCH", path = "x/{{customer.email", body = { a = ["{{ ok }}", "{% if %}"] } }
+request = { method = "FETCH", path = "x/{{customer.email", body = { a = ["{{ customer.name }}", "{% if %}"] } }
 "#;
     let found = errors(text);
     assert!(
@@ -340,5 +340,63 @@ fn the_postgres_pool_size_is_configurable_within_bounds() {
         "[store]\nmax_connections = 1\n",
         "store.max_connections",
         "2 to 1000",
+    );
+}
+
+const CRM: &str = r#"
+[services.crm]
+base_url = "http://127.0.0.1:9001"
+
+[tasks.create_account]
+kind = "http"
+stage = "crm"
+service = "crm"
+request = { method = "POST", path = "/accounts", body = { email = "{{ customer.email }}" } }
+compensate = { method = "DELETE", path = "/accounts/{{ steps.create_account.output.id }}" }
+
+[tasks.welcome]
+kind = "http"
+stage = "crm"
+service = "crm"
+request = { method = "POST", path = "/accounts/{{ steps.create_account.output.id }}/welcome" }
+"#;
+
+#[test]
+fn a_template_may_undo_what_ran_when_a_step_fails() {
+    let text = format!(
+        "{CRM}\n[templates.standard]\ntasks = [\"create_account\", \"welcome\"]\non_failure = \"compensate\"\n"
+    );
+    let config = parse(&text).expect("valid");
+    let standard = &config.templates[&"standard".parse().unwrap()];
+    assert_eq!(
+        standard.on_failure,
+        onramp_core::onboarding::FailurePolicy::Compensate
+    );
+    let text =
+        format!("{CRM}\n[templates.t]\ntasks = [\"create_account\"]\non_failure = \"retry\"\n");
+    assert_one_error_at(
+        &text,
+        "templates.t.on_failure",
+        "use `hold` or `compensate`",
+    );
+}
+
+#[test]
+fn a_step_output_used_by_a_request_must_come_from_an_earlier_step() {
+    let text = format!("{CRM}\n[templates.backwards]\ntasks = [\"welcome\", \"create_account\"]\n");
+    assert_one_error_at(
+        &text,
+        "templates.backwards.tasks[0]",
+        "`steps.create_account.output.id` needs task `create_account` to run earlier",
+    );
+}
+
+#[test]
+fn variables_no_onboarding_defines_are_errors_of_the_task() {
+    let text = CRM.replace("{{ customer.email }}", "{{ customer.phone }}");
+    assert_one_error_at(
+        &text,
+        "tasks.create_account",
+        "`customer.phone` is not defined",
     );
 }

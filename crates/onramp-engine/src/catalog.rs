@@ -1,6 +1,6 @@
 //! Task types and stage policies as the engine uses them, derived once from the config.
 
-use onramp_config::{Config, TaskConfig, TaskKind};
+use onramp_config::{Config, TaskConfig, TaskKind, references};
 use onramp_core::backoff::Backoff;
 use onramp_core::outcome::RetryPolicy;
 use onramp_core::{StageName, TaskTypeName};
@@ -113,9 +113,27 @@ impl Catalog {
                 task: t.clone(),
                 stage: config.stage.clone(),
                 kind: kind.to_owned(),
+                compensable: matches!(&config.kind, TaskKind::Http(http) if http.compensate.is_some()),
             });
         }
         Ok(steps)
+    }
+}
+
+impl Catalog {
+    /// Where a task in `tasks` uses the output of a step that does not run before it
+    /// (`{{steps.create_account.output.id}}` in a task listed before `create_account`):
+    /// `(index, message)` for each.
+    pub fn order_problems(&self, tasks: &[TaskTypeName]) -> Vec<(usize, String)> {
+        let mut problems = Vec::new();
+        for (i, name) in tasks.iter().enumerate() {
+            if let Some(TaskKind::Http(http)) = self.tasks.get(name).map(|t| &t.kind) {
+                for problem in references::check(name, http, &tasks[..i]) {
+                    problems.push((i, format!("task `{name}`: {problem}")));
+                }
+            }
+        }
+        problems
     }
 }
 

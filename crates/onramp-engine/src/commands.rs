@@ -8,7 +8,7 @@ use crate::{Engine, EngineError, tokens};
 use onramp_core::audit::{BrokenLink, verify_chain};
 use onramp_core::auth::Role;
 use onramp_core::customer::{Customer, FieldError};
-use onramp_core::onboarding::OnboardingStatus;
+use onramp_core::onboarding::{FailurePolicy, OnboardingStatus};
 use onramp_core::{CsrId, DeadLetterId, OnboardingId, StageName, TaskTypeName, TemplateName};
 use onramp_store::*;
 use serde::Deserialize;
@@ -84,6 +84,7 @@ impl Engine {
                 request_hash: request_hash(&i.body),
             }),
         };
+        let mut on_failure = FailurePolicy::Hold;
         let (template, tasks) = match (&request.template, &request.tasks) {
             (Some(_), Some(_)) => {
                 errors.push(field(
@@ -104,7 +105,7 @@ impl Engine {
                 (None, Vec::new())
             }
             (None, Some(tasks)) => {
-                let mut parsed = Vec::new();
+                let mut parsed: Vec<TaskTypeName> = Vec::new();
                 let mut unknown = Vec::new();
                 for t in tasks {
                     match t.parse::<TaskTypeName>() {
@@ -114,6 +115,9 @@ impl Engine {
                 }
                 if !unknown.is_empty() {
                     return Err(EngineError::UnknownTask(unknown));
+                }
+                for (i, problem) in self.catalog.order_problems(&parsed) {
+                    errors.push(field(&format!("tasks[{i}]"), problem));
                 }
                 (None, parsed)
             }
@@ -129,6 +133,7 @@ impl Engine {
                         StoreError::NotFound(_) => EngineError::UnknownTemplate(name.clone()),
                         other => other.into(),
                     })?;
+                on_failure = t.on_failure;
                 (
                     Some(TemplateRef {
                         name: t.name,
@@ -156,6 +161,7 @@ impl Engine {
             template,
             priority,
             steps,
+            on_failure,
             now: self.clock.now(),
             actor: actor.to_owned(),
         };
@@ -170,9 +176,13 @@ impl Engine {
         actor: &str,
     ) -> Result<OnboardingRecord, EngineError> {
         let current = self.store.get_onboarding(id).await?;
-        if current.status == OnboardingStatus::Failed && !current.retry_available {
+        let stuck = matches!(
+            current.status,
+            OnboardingStatus::Failed | OnboardingStatus::Cancelling
+        );
+        if stuck && !current.retry_available {
             return Err(EngineError::InvalidTransition(format!(
-                "onboarding {id} cannot be retried: its dead letter was discarded"
+                "onboarding {id} has nothing to retry (no open dead letter)"
             )));
         }
         Ok(self
@@ -256,12 +266,19 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(format!("stage `{stage}`")))
     }
 
-    /// Stores a new version of a template after checking its tasks.
+    /// Stores a new version of a template after checking its tasks and their order.
     pub async fn put_template(
         &self,
         name: &str,
         tasks: &[String],
+        on_failure: Option<&str>,
     ) -> Result<TemplateRecord, EngineError> {
+        let on_failure = match on_failure {
+            None => FailurePolicy::Hold,
+            Some(s) => s
+                .parse::<FailurePolicy>()
+                .map_err(|why| EngineError::invalid("on_failure", why))?,
+        };
         let name: TemplateName = name
             .parse()
             .map_err(|e: onramp_core::InvalidName| EngineError::invalid("name", e.to_string()))?;
@@ -279,9 +296,16 @@ impl Engine {
         if !unknown.is_empty() {
             return Err(EngineError::UnknownTask(unknown));
         }
+        if let Some((i, problem)) = self.catalog.order_problems(&parsed).into_iter().next() {
+            return Err(EngineError::invalid(&format!("tasks[{i}]"), problem));
+        }
+        let spec = TemplateSpec {
+            tasks: parsed,
+            on_failure,
+        };
         Ok(self
             .store
-            .put_template(&name, &parsed, self.clock.now())
+            .put_template(&name, &spec, self.clock.now())
             .await?)
     }
 

@@ -17,6 +17,7 @@ mod error;
 pub mod executor;
 pub mod runtime;
 pub mod scheduler;
+pub mod services;
 pub mod tokens;
 pub mod worker;
 
@@ -42,6 +43,8 @@ pub struct Engine {
     pub catalog: catalog::Catalog,
     /// HTTP client for `http` steps (connection pooling across steps).
     pub http: reqwest::Client,
+    /// Circuit breakers, rate limits and statistics of the external services.
+    pub services: services::Services,
     paused: RwLock<HashSet<StageName>>,
 }
 
@@ -61,10 +64,13 @@ impl Engine {
     ) -> Result<Arc<Engine>, EngineError> {
         let catalog = catalog::Catalog::from_config(&config);
         for (name, template) in &config.templates {
-            store
-                .sync_template(name, &template.tasks, clock.now())
-                .await?;
+            let spec = onramp_store::TemplateSpec {
+                tasks: template.tasks.clone(),
+                on_failure: template.on_failure,
+            };
+            store.sync_template(name, &spec, clock.now()).await?;
         }
+        let services = services::Services::from_config(&config);
         let paused = store.paused_stages().await?.into_iter().collect();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -77,6 +83,7 @@ impl Engine {
             clock,
             catalog,
             http,
+            services,
             paused: RwLock::new(paused),
         }))
     }

@@ -17,7 +17,7 @@ use onramp_core::customer::Customer;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::outcome::Resolution;
 use onramp_core::step::StepStatus;
-use onramp_core::{OnboardingId, StepSeq};
+use onramp_core::{OnboardingId, StepSeq, TaskTypeName};
 use serde_json::json;
 use std::collections::HashSet;
 use std::future::Future;

@@ -27,7 +27,7 @@ pub use signals::{Changed, Signals};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, OnboardingId, StageName, TaskTypeName, TemplateName};
+use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
 use std::sync::Arc;
 use std::time::Duration;
 

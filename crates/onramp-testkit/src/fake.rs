@@ -74,6 +74,8 @@ pub struct RecordedRequest {
     pub body: Value,
     /// When it arrived.
     pub received_at: tokio::time::Instant,
+    /// The status it was answered with.
+    pub replied: u16,
 }
 
 impl RecordedRequest {
@@ -209,18 +211,22 @@ async fn answer(State(scripts): State<Arc<Mutex<Scripts>>>, request: Request) ->
             .collect(),
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         received_at: tokio::time::Instant::now(),
+        replied: 0,
     };
     let reply = {
         let mut scripts = scripts.lock();
-        scripts.received.push(recorded);
-        scripts.next_reply(&path)
+        let reply = scripts.next_reply(&path).unwrap_or_else(|| {
+            Reply::json(
+                404,
+                json!({"error": format!("the fake service has no script for {path}")}),
+            )
+        });
+        scripts.received.push(RecordedRequest {
+            replied: reply.status,
+            ..recorded
+        });
+        reply
     };
-    let reply = reply.unwrap_or_else(|| {
-        Reply::json(
-            404,
-            json!({"error": format!("the fake service has no script for {path}")}),
-        )
-    });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

@@ -3,6 +3,7 @@
 mod dead_letters;
 mod health;
 mod onboardings;
+mod services;
 mod stages;
 mod templates;
 
@@ -27,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/dead-letters/replay", post(dead_letters::replay_stage))
         .route("/dead-letters/{id}/replay", post(dead_letters::replay))
         .route("/dead-letters/{id}/discard", post(dead_letters::discard))
+        .route("/services", get(services::list))
         .route("/stages", get(stages::list))
         .route("/stages/{name}/pause", post(stages::pause))
         .route("/stages/{name}/resume", post(stages::resume))

@@ -69,6 +69,9 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct PutTemplate {
     tasks: Vec<String>,
+    /// `hold` (default) or `compensate`.
+    #[serde(default)]
+    on_failure: Option<String>,
 }
 
 /// `PUT /v1/templates/{name}`: a new version; running onboardings keep theirs.
@@ -79,6 +82,10 @@ pub async fn put(
     body: JsonBody<PutTemplate>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Permission::Administer)?;
-    let t = state.engine.put_template(&name, &body.value.tasks).await?;
+    let body = body.value;
+    let t = state
+        .engine
+        .put_template(&name, &body.tasks, body.on_failure.as_deref())
+        .await?;
     Ok((StatusCode::CREATED, Json(views::template(&t))))
 }

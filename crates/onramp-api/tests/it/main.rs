@@ -40,7 +40,9 @@ mod lifecycle;
 mod listing;
 mod operations;
 mod retries;
+mod sagas;
 mod scheduler;
+mod services;
 mod wakeups;
 
 use onramp_testkit::FakeService;
@@ -75,10 +77,12 @@ visibility_timeout = "30s"
 [stages.serial]
 concurrency = 1
 
+# The breaker is for the tests of breakers (services.rs); here it stays out of the way.
 [services.crm]
 base_url = "{crm_url}"
 timeout = "300ms"
 headers = {{ Authorization = "Bearer crm-secret" }}
+breaker = {{ failure_threshold = 1000, open_for = "1s" }}
 
 # The same CRM, waited on longer.
 [services.patient_crm]

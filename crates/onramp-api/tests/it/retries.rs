@@ -16,6 +16,7 @@ on_both_backends!(
     a_refused_connection_is_retried_until_the_attempts_run_out,
     a_success_with_a_huge_body_still_succeeds_with_a_capped_output,
     a_request_template_that_refers_to_a_missing_output_dead_letters_at_once,
+    a_task_list_using_an_output_before_its_step_is_refused_at_create,
     answers_with_nul_characters_are_stored_on_every_backend,
 );
 
@@ -99,7 +100,7 @@ async fn retry_after_from_the_service_postpones_the_next_attempt(backend: Backen
     crm.script(
         "/verifications",
         [
-            Reply::status(429).with_header("Retry-After", "1"),
+            Reply::status(429).with_header("Retry-After", "2"),
             Reply::json(200, json!({"id": "v"})),
         ],
     );
@@ -120,7 +121,7 @@ async fn retry_after_from_the_service_postpones_the_next_attempt(backend: Backen
         .unwrap();
     let waited = retry_at.duration_since(at);
     assert!(
-        waited >= jiff::SignedDuration::from_secs(1),
+        waited >= jiff::SignedDuration::from_secs(2),
         "retry scheduled after {waited:?}: {retry}"
     );
 
@@ -128,8 +129,8 @@ async fn retry_after_from_the_service_postpones_the_next_attempt(backend: Backen
     assert_eq!(requests.len(), 2);
     let gap = requests[1].received_at - requests[0].received_at;
     assert!(
-        gap >= Duration::from_millis(900),
-        "second attempt came after only {gap:?}"
+        gap >= Duration::from_secs(2),
+        "the next attempt must not come before Retry-After: came after {gap:?}"
     );
     app.stop().await;
 }
@@ -351,14 +352,19 @@ async fn a_success_with_a_huge_body_still_succeeds_with_a_capped_output(backend:
 
 async fn a_request_template_that_refers_to_a_missing_output_dead_letters_at_once(backend: Backend) {
     let (crm, config) = with_crm().await;
+    // The verification answers without the `id` that `create_account` puts in its path:
+    // knowable only at run time, so a permanent error naming what is missing.
+    crm.script(
+        "/verifications",
+        [Reply::json(200, json!({"status": "ok"}))],
+    );
     let app = TestApp::spawn_on(backend, &config).await;
-    // `create_account` needs the output of a `verify_identity` step this onboarding lacks.
     let id = id_of(
-        &app.create_onboarding(factory::with_tasks(&["create_account"]))
+        &app.create_onboarding(factory::with_tasks(&["verify_identity", "create_account"]))
             .await,
     );
     let failed = app.wait_for_status(&id, "failed").await;
-    let s = step(&failed, 1);
+    let s = step(&failed, 2);
     assert_eq!(s["attempts"], 1);
     assert!(
         s["error"]
@@ -367,7 +373,32 @@ async fn a_request_template_that_refers_to_a_missing_output_dead_letters_at_once
             .contains("steps.verify_identity.output.id"),
         "{s}"
     );
-    assert!(crm.requests().is_empty(), "nothing was sent");
+    assert_eq!(crm.requests().len(), 1, "only the verification was sent");
+    app.stop().await;
+}
+
+/// A hand-picked task list whose task uses the output of a step that does not run before it
+/// is refused when it is created: knowable from the config, so never left to fail later.
+async fn a_task_list_using_an_output_before_its_step_is_refused_at_create(backend: Backend) {
+    let (crm, config) = with_crm().await;
+    let app = TestApp::spawn_on(backend, &config).await;
+    let refused = app
+        .post_json(
+            "/v1/onboardings",
+            &factory::with_tasks(&["create_account", "verify_identity"]),
+        )
+        .await;
+    refused.assert_status(400);
+    assert_eq!(refused.body["error"]["code"], "validation_failed");
+    let detail = &refused.body["error"]["details"][0];
+    assert_eq!(detail["field"], "tasks[0]", "{refused}");
+    assert!(
+        detail["message"].as_str().unwrap().contains(
+            "`steps.verify_identity.output.id` needs task `verify_identity` to run earlier"
+        ),
+        "{refused}"
+    );
+    assert!(crm.requests().is_empty());
     app.stop().await;
 }
 

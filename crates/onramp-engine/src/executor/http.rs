@@ -1,24 +1,40 @@
-//! `http` steps: one request to an external service per attempt.
+//! `http` steps: one request to an external service per attempt — or, while its onboarding
+//! is being cancelled, one request of the step's `compensate` template.
 //!
 //! The request is rendered from the task's template (minijinja, strict: a reference to
 //! something missing is a permanent error naming it) with `customer`, `onboarding` and
 //! `steps.<task>.output` in scope. Every attempt carries the same
-//! `Idempotency-Key: <onboarding_id>:<step_seq>`, so a well-behaved service applies it once.
+//! `Idempotency-Key: <onboarding_id>:<step_seq>` (compensations:
+//! `<onboarding_id>:<step_seq>:compensate`), so a well-behaved service applies it once.
+//! Before calling, the service's [`Gate`](crate::services::Gate) may defer the step (breaker
+//! open, rate limit) without charging an attempt.
 //! The response is classified by [`classify_http`]; timeouts and connection errors are
 //! retryable.
 
 use crate::Engine;
+use crate::services::Entry;
 use onramp_config::{HttpTask, RequestTemplate};
+use onramp_core::breaker::CallResult;
 use onramp_core::outcome::{StepOutcome, classify_http, parse_retry_after};
 use onramp_store::{ClaimedStep, OnboardingRecord};
 use serde_json::{Map, Value, json};
+use std::time::Duration;
 
 /// Largest response body kept as a step's output. A larger 2xx body still means success; the
 /// output is then `{"truncated": true, "max_bytes": MAX_OUTPUT_BYTES}`.
 pub const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 
-/// Runs one attempt of an `http` step.
+/// Runs one attempt of an `http` step, or of its compensation.
 pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOutcome {
+    let template = if step.compensation {
+        match &task.compensate {
+            Some(t) => t,
+            // The onboarding was created when the task had a compensation; it no longer has.
+            None => return StepOutcome::Succeeded(json!({"compensation": "none configured"})),
+        }
+    } else {
+        &task.request
+    };
     let Some(service) = engine.config.services.get(&task.service) else {
         return StepOutcome::Permanent(format!("service `{}` is not configured", task.service));
     };
@@ -31,7 +47,7 @@ pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOu
             };
         }
     };
-    let request = match render(&task.request, &context(&onboarding)) {
+    let request = match render(template, &context(&onboarding)) {
         Ok(r) => r,
         Err(e) => return StepOutcome::Permanent(e),
     };
@@ -40,13 +56,41 @@ pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOu
         Ok(m) => m,
         Err(_) => return StepOutcome::Permanent(format!("invalid method {}", request.method)),
     };
+
+    // The breaker and the rate limit decide whether (and when) to call at all. A paced call
+    // must still finish inside the lease: wait at most what the lease leaves after the
+    // timeout, with a second to spare.
+    let now = engine.clock.now();
+    let pass = match engine.services.gate(&task.service) {
+        None => None,
+        Some(gate) => {
+            let lease_left = step.lease_expires_at.since(now);
+            let max_wait = lease_left.saturating_sub(service.timeout + Duration::from_secs(1));
+            match gate.enter(now, max_wait) {
+                Entry::Defer { reason, until } => return StepOutcome::Deferred { reason, until },
+                Entry::Call { at, pass } => {
+                    let wait = at.since(now);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    Some(pass)
+                }
+            }
+        }
+    };
+
     let mut builder = engine
         .http
         .request(method, &url)
         .timeout(service.timeout)
         .header(
             "Idempotency-Key",
-            format!("{}:{}", step.onboarding_id, step.seq),
+            format!(
+                "{}:{}{}",
+                step.onboarding_id,
+                step.seq,
+                if step.compensation { ":compensate" } else { "" }
+            ),
         )
         .query(&request.query);
     let request_headers = request.headers.iter().map(|(k, v)| (k, v));
@@ -56,18 +100,43 @@ pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOu
     if let Some(body) = &request.body {
         builder = builder.json(body);
     }
+    let outcome = call(engine, builder, &request.method, &url, service.timeout).await;
+    let outcome = if step.compensation {
+        compensation_outcome(outcome)
+    } else {
+        outcome
+    };
+    if let Some(pass) = pass {
+        let (result, error) = match &outcome {
+            StepOutcome::Retry { error, .. } => (CallResult::Failed, Some(error.clone())),
+            StepOutcome::Permanent(error) => (CallResult::Healthy, Some(error.clone())),
+            _ => (CallResult::Healthy, None),
+        };
+        pass.report(result, error, engine.clock.now());
+    }
+    outcome
+}
+
+/// Sends the request and classifies what came back.
+async fn call(
+    engine: &Engine,
+    builder: reqwest::RequestBuilder,
+    method: &str,
+    url: &str,
+    timeout: Duration,
+) -> StepOutcome {
     let response = match builder.send().await {
         Ok(r) => r,
         Err(e) => {
             let what = if e.is_timeout() {
-                format!("timed out after {:?}", service.timeout)
+                format!("timed out after {timeout:?}")
             } else if e.is_connect() {
                 "could not connect".to_owned()
             } else {
                 "request failed".to_owned()
             };
             return StepOutcome::Retry {
-                error: format!("{} {url}: {what}", request.method),
+                error: format!("{method} {url}: {what}"),
                 after: None,
             };
         }
@@ -88,10 +157,24 @@ pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOu
         // The service answered 2xx but the connection broke mid-body: a connection error,
         // retryable (the idempotency key makes the repeat safe).
         Body::Broken(e) if success => StepOutcome::Retry {
-            error: format!("{} {url}: HTTP {status}, then {e}", request.method),
+            error: format!("{method} {url}: HTTP {status}, then {e}"),
             after: retry_after,
         },
         Body::TooLarge | Body::Broken(_) => classify_http(status, retry_after, Value::Null),
+    }
+}
+
+/// A compensation whose target is gone (404 or 410) has nothing left to undo: the step it
+/// undoes never took effect, or was undone already (a repeat after a lost response). It
+/// counts as done, so a cancel never hangs on something that does not exist.
+fn compensation_outcome(outcome: StepOutcome) -> StepOutcome {
+    match outcome {
+        StepOutcome::Permanent(error)
+            if error.starts_with("HTTP 404") || error.starts_with("HTTP 410") =>
+        {
+            StepOutcome::Succeeded(json!({"nothing_to_undo": true, "response": error}))
+        }
+        other => other,
     }
 }
 
