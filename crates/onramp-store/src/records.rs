@@ -133,6 +133,15 @@ pub enum Created {
     Replayed(OnboardingRecord),
 }
 
+impl Created {
+    /// The onboarding, new or replayed.
+    pub fn record(&self) -> &OnboardingRecord {
+        match self {
+            Created::New(record) | Created::Replayed(record) => record,
+        }
+    }
+}
+
 /// An onboarding as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnboardingRecord {

@@ -302,6 +302,22 @@ async fn a_new_template_version_applies_to_new_onboardings_only(backend: Backend
         .await;
     fresh.assert_status(201);
     assert_eq!(fresh.body["version"], 1);
+    assert_eq!(fresh.body["on_failure"], "hold", "the default");
+    // The failure policy is part of a version.
+    let compensating = app
+        .put_json(
+            "/v1/templates/quick",
+            &json!({"tasks": ["check_identity"], "on_failure": "compensate"}),
+        )
+        .await;
+    compensating.assert_status(201);
+    assert_eq!(
+        (
+            &compensating.body["version"],
+            &compensating.body["on_failure"]
+        ),
+        (&json!(2), &json!("compensate"))
+    );
     app.stop().await;
 }
 
@@ -320,6 +336,19 @@ async fn template_versions_with_unknown_or_no_tasks_are_refused(backend: Backend
     app.put_json("/v1/templates/standard", &json!({"tasks": []}))
         .await
         .assert_error(400, "validation_failed");
+    app.put_json(
+        "/v1/templates/standard",
+        &json!({"tasks": ["check_identity"], "on_failure": "retry_forever"}),
+    )
+    .await
+    .assert_error(400, "validation_failed");
+    // A task that needs an earlier step's output, listed first.
+    app.put_json(
+        "/v1/templates/standard",
+        &json!({"tasks": ["create_account", "verify_identity"]}),
+    )
+    .await
+    .assert_error(400, "validation_failed");
     app.put_json(
         "/v1/templates/standard",
         &json!({"tasks": ["check_identity"], "extra": 1}),

@@ -1,5 +1,10 @@
-//! `onramp demo`: the product on its embedded default, with built-in simulated tasks and a
-//! stream of sample onboardings, so a newcomer sees work flow through the stages.
+//! `onramp demo`: the product on its embedded default, running `examples/onramp.toml` against
+//! fake CRM, billing, provisioning and email services on loopback ([`demo_services`]), with a
+//! stream of sample onboardings, so a newcomer sees work flow through the stages: retries,
+//! a billing outage opening its circuit breaker, and now and then a cancelled onboarding whose
+//! steps are undone.
+//!
+//! [`demo_services`]: super::demo_services
 
 use crate::app::{self, Server};
 use onramp_config::Config;
@@ -11,9 +16,10 @@ use onramp_engine::runtime::RuntimeOptions;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
-/// The demo's configuration.
-const DEMO_CONFIG: &str = include_str!("demo.toml");
+/// The demo's configuration: the sample configuration, as shipped.
+const DEMO_CONFIG: &str = include_str!("../../../../examples/onramp.toml");
 
 /// Flags of `demo`.
 #[derive(Debug, clap::Args)]
@@ -32,8 +38,10 @@ pub struct Args {
 /// Runs the demo until Ctrl-C.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stop_requested = app::ShutdownSignal::install()?;
-    let env = |name: &str| std::env::var(name).ok();
-    let mut config = Config::parse(DEMO_CONFIG, "demo.toml", &env)
+    let services_stop = CancellationToken::new();
+    let services = super::demo_services::start(services_stop.clone()).await?;
+    let env = |name: &str| services.get(name).cloned();
+    let mut config = Config::parse(DEMO_CONFIG, "examples/onramp.toml", &env)
         .map_err(|e| anyhow::anyhow!("built-in demo config is invalid:\n{e}"))?;
     config.store.url = args.database.clone();
     config.server.listen = args.listen.clone();
@@ -61,6 +69,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("admin token: {token}");
     println!("try: curl -s -H 'Authorization: Bearer {token}' {url}/v1/onboardings?limit=5");
     println!("     curl -s -H 'Authorization: Bearer {token}' {url}/v1/stages");
+    println!("     curl -s -H 'Authorization: Bearer {token}' {url}/v1/services");
+    println!(
+        "fake services: crm {}, billing {}, provisioning {}, email {}",
+        services["CRM_URL"],
+        services["BILLING_URL"],
+        services["PROVISIONING_URL"],
+        services["EMAIL_URL"]
+    );
     println!("press Ctrl-C to stop; run it again to resume where it stopped");
 
     let traffic = tokio::spawn(submit_samples(engine.clone(), args.rate));
@@ -69,6 +85,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     traffic.abort();
     progress.abort();
     server.stop().await;
+    services_stop.cancel();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -109,8 +126,23 @@ async fn submit_samples(engine: Arc<Engine>, rate: f64) {
             tasks: None,
             priority: Some((n % 10 == 0) as i64 * 5),
         };
-        if let Err(e) = engine.create_onboarding(request, None, "demo").await {
-            tracing::warn!(error = %e, "demo could not create an onboarding");
+        match engine.create_onboarding(request, None, "demo").await {
+            // Now and then a customer changes their mind: cancelling undoes what ran.
+            Ok(created) if n % 12 == 11 => {
+                let engine = engine.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    let id = &created.record().id;
+                    if let Err(e) = engine
+                        .cancel_onboarding(id, "the customer changed their mind", "demo")
+                        .await
+                    {
+                        tracing::debug!(error = %e, "demo cancel came too late");
+                    }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "demo could not create an onboarding"),
         }
         tokio::time::sleep(every).await;
     }

@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod config;
 mod demo;
+mod demo_services;
 mod migrate;
 mod serve;
 mod token;
@@ -30,8 +31,9 @@ enum Command {
     Serve(serve::Args),
     /// Run only workers and the scheduler (no HTTP).
     Worker(worker::Args),
-    /// Run a self-contained demo: built-in simulated tasks, a stream of sample onboardings,
-    /// and the API; prints the URL and an admin token.
+    /// Run a self-contained demo: examples/onramp.toml against fake CRM, billing,
+    /// provisioning and email services on loopback, a stream of sample onboardings, and the
+    /// API; prints the URL and an admin token.
     Demo(demo::Args),
     /// Create or upgrade the database schema.
     Migrate(migrate::Args),

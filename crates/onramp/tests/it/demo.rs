@@ -45,6 +45,27 @@ async fn demo_prints_a_working_token_and_completes_onboardings() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The sample services are called: each shows up with its breaker and recent calls.
+    let services: serde_json::Value = demo
+        .api
+        .request(reqwest::Method::GET, "/v1/services", &token)
+        .send()
+        .await
+        .expect("GET /v1/services")
+        .json()
+        .await
+        .expect("JSON");
+    let names: Vec<&str> = services
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| s["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["billing", "crm", "email", "provisioning"]);
+    let crm = &services[1];
+    assert!(crm["recent_calls"].as_u64().expect("calls") > 0, "{crm}");
+    assert!(crm["breaker"].is_string(), "{crm}");
+
     let status = demo.terminate(Duration::from_secs(15));
     assert!(status.success(), "demo exited with {status}");
 }
