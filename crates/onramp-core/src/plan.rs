@@ -376,6 +376,64 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
+    /// Requeues `s` for another attempt (or compensation attempt) at `at`.
+    fn schedule_retry(
+        &mut self,
+        s: &StepState,
+        error: String,
+        at: Millis,
+        mut detail: Value,
+    ) -> Result<(), PlanError> {
+        detail["attempt"] = json!(s.attempts);
+        detail["error"] = json!(error);
+        detail["retry_at"] = json!(at.to_rfc3339());
+        self.step(
+            s,
+            StepEvent::ScheduleRetry,
+            |c| {
+                c.available_at = Some(at);
+                c.error = ErrorUpdate::Set(error);
+            },
+            detail,
+        )?;
+        Ok(())
+    }
+
+    /// Gives `s` back to its queue until `until` without charging the attempt.
+    fn defer(
+        &mut self,
+        s: &StepState,
+        reason: String,
+        until: Millis,
+        mut detail: Value,
+    ) -> Result<(), PlanError> {
+        detail["reason"] = json!(reason);
+        detail["until"] = json!(until.to_rfc3339());
+        self.step(
+            s,
+            StepEvent::Defer,
+            |c| {
+                c.available_at = Some(until);
+                c.attempts = AttemptsUpdate::Refund;
+            },
+            detail,
+        )?;
+        Ok(())
+    }
+
+    /// Goes on undoing: queues the compensation of the latest compensable step before
+    /// `before` that succeeded, or ends the cancel when there is none.
+    fn undo_next(&mut self, steps: &[StepState], before: StepSeq) -> Result<(), PlanError> {
+        let next = steps
+            .iter()
+            .filter(|s| s.seq < before && s.compensable && s.status == StepStatus::Succeeded)
+            .max_by_key(|s| s.seq);
+        match next {
+            Some(s) => self.start_compensation(s),
+            None => self.end_cancel(None),
+        }
+    }
+
     /// Ends the cancel (`reason` is known when nothing had to be undone).
     fn end_cancel(&mut self, reason: Option<&str>) -> Result<(), PlanError> {
         let detail = match reason {
@@ -502,29 +560,10 @@ pub fn resolved(
             }
         }
         Resolution::ScheduleRetry { error, at } => {
-            let detail =
-                json!({"attempt": step.attempts, "error": error, "retry_at": at.to_rfc3339()});
-            p.step(
-                step,
-                StepEvent::ScheduleRetry,
-                |c| {
-                    c.available_at = Some(at);
-                    c.error = ErrorUpdate::Set(error);
-                },
-                detail,
-            )?;
+            p.schedule_retry(step, error, at, json!({}))?;
         }
         Resolution::Defer { reason, until } => {
-            let detail = json!({"reason": reason, "until": until.to_rfc3339()});
-            p.step(
-                step,
-                StepEvent::Defer,
-                |c| {
-                    c.available_at = Some(until);
-                    c.attempts = AttemptsUpdate::Refund;
-                },
-                detail,
-            )?;
+            p.defer(step, reason, until, json!({}))?;
         }
         Resolution::Wait => {
             p.step(step, StepEvent::Wait, |_| {}, attempt)?;
@@ -604,40 +643,13 @@ fn compensation_resolved(
                 attempt,
             )?;
             p.row.succeeded_steps = ob.succeeded_steps.saturating_sub(1);
-            let earlier = others
-                .iter()
-                .filter(|s| s.seq < step.seq && s.compensable && s.status == StepStatus::Succeeded)
-                .max_by_key(|s| s.seq);
-            match earlier {
-                Some(earlier) => p.start_compensation(earlier)?,
-                None => p.end_cancel(None)?,
-            }
+            p.undo_next(others, step.seq)?;
         }
         Resolution::ScheduleRetry { error, at } => {
-            let detail = json!({"attempt": step.attempts, "compensation": true, "error": error,
-                                "retry_at": at.to_rfc3339()});
-            p.step(
-                step,
-                StepEvent::ScheduleRetry,
-                |c| {
-                    c.available_at = Some(at);
-                    c.error = ErrorUpdate::Set(error);
-                },
-                detail,
-            )?;
+            p.schedule_retry(step, error, at, json!({"compensation": true}))?;
         }
         Resolution::Defer { reason, until } => {
-            let detail =
-                json!({"compensation": true, "reason": reason, "until": until.to_rfc3339()});
-            p.step(
-                step,
-                StepEvent::Defer,
-                |c| {
-                    c.available_at = Some(until);
-                    c.attempts = AttemptsUpdate::Refund;
-                },
-                detail,
-            )?;
+            p.defer(step, reason, until, json!({"compensation": true}))?;
         }
         Resolution::DeadLetter(error) => {
             let error = format!("compensation failed: {error}");
@@ -747,14 +759,7 @@ pub fn discarded(
     });
     if ob.status == OnboardingStatus::Cancelling {
         p.row.error = ErrorUpdate::Clear;
-        let earlier = steps
-            .iter()
-            .filter(|s| s.seq < dead.seq && s.compensable && s.status == StepStatus::Succeeded)
-            .max_by_key(|s| s.seq);
-        match earlier {
-            Some(earlier) => p.start_compensation(earlier)?,
-            None => p.end_cancel(None)?,
-        }
+        p.undo_next(steps, dead.seq)?;
     }
     Ok(p.finish())
 }

@@ -24,12 +24,19 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// row locks taken in a fixed order, not from the isolation level.
 const BEGIN_WRITE: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
+/// A claim: a write whose commit need not wait for the disk (see [`PostgresStore::claim`]).
+const BEGIN_CLAIM: &str =
+    "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL synchronous_commit = off";
+
 /// Reads of several statements see one snapshot (an onboarding and its steps agree).
 const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: PgPool,
+    /// Connections reserved for claims and finishes, so that a burst of creates or reads
+    /// cannot starve the workers (and the workers cannot starve the API).
+    queue_pool: PgPool,
     signals: Arc<Signals>,
     /// This instance's name in its change notifications, to recognise its own.
     origin: Arc<str>,
@@ -74,8 +81,13 @@ impl PostgresStore {
                 })?;
         migrate::migrate(&mut conn).await?;
         let _ = conn.close().await;
+        let (general, queue) = split_connections(max_connections);
         let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(2))
+            .max_connections(general)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        let queue_pool = PgPoolOptions::new()
+            .max_connections(queue)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(options);
         let signals = Arc::new(Signals::default());
@@ -85,6 +97,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             announcer,
             pool,
+            queue_pool,
             signals,
             origin,
             _listener: listener,
@@ -98,6 +111,14 @@ impl PostgresStore {
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin_with(BEGIN_WRITE).await.map_err(db_error)
+    }
+
+    /// A write transaction for the queue's hot path (claims, finishes).
+    async fn begin_queue(
+        &self,
+        begin: &'static str,
+    ) -> StoreResult<Transaction<'static, Postgres>> {
+        self.queue_pool.begin_with(begin).await.map_err(db_error)
     }
 
     /// Commits, then announces `notices` to other processes and signals this process.
@@ -119,6 +140,15 @@ impl PostgresStore {
     async fn connection(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
         self.pool.acquire().await.map_err(db_error)
     }
+}
+
+/// How a process's `max_connections` is shared: the general pool (creates, reads, operator
+/// actions, the notification listener) and the queue's pool (claims and finishes), about half
+/// each; at least two general connections (the listener keeps one) and one for the queue.
+fn split_connections(max_connections: u32) -> (u32, u32) {
+    let total = max_connections.max(3);
+    let queue = (total / 2).max(1);
+    (total - queue, queue)
 }
 
 /// Notifications a write sends once committed.
@@ -258,7 +288,7 @@ impl Store for PostgresStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_queue(BEGIN_CLAIM).await?;
         let (claimed, notices) = queue::claim(&mut tx, stage, limit, now, lease_for).await?;
         self.commit(tx, notices).await?;
         Ok(claimed)
@@ -273,7 +303,7 @@ impl Store for PostgresStore {
         if n == 0 {
             return Vec::new();
         }
-        let mut tx = match self.begin().await {
+        let mut tx = match self.begin_queue(BEGIN_WRITE).await {
             Ok(tx) => tx,
             Err(e) => return vec![Err(e); n],
         };
