@@ -289,3 +289,60 @@ fn render_value(v: &Value, one: &dyn Fn(&str) -> Result<String, String>) -> Resu
         other => other.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn template(path: &str, body: Value) -> RequestTemplate {
+        RequestTemplate {
+            method: "POST".into(),
+            path: path.into(),
+            query: BTreeMap::from([("q".into(), "{{ onboarding.id }}".into())]),
+            headers: BTreeMap::new(),
+            body: Some(body),
+        }
+    }
+
+    fn ctx() -> Value {
+        json!({
+            "customer": {"name": "Ada", "email": "ada@example.com", "attributes": {"tier": 2}},
+            "onboarding": {"id": "onb_1", "priority": 0, "template": null},
+            "steps": {"account": {"output": {"id": "acc_1", "tags": ["a"]}, "status": "succeeded"}},
+        })
+    }
+
+    #[test]
+    fn templates_render_strictly_and_name_what_is_missing() {
+        let t = template(
+            "/accounts/{{ steps.account.output.id }}",
+            json!({"who": "{{ customer.name }}", "n": 3, "list": ["{{ customer.attributes.tier }}"]}),
+        );
+        let r = render(&t, &ctx()).unwrap();
+        assert_eq!(r.path, "/accounts/acc_1");
+        assert_eq!(r.query, vec![("q".to_owned(), "onb_1".to_owned())]);
+        assert_eq!(r.body, Some(json!({"who": "Ada", "n": 3, "list": ["2"]})));
+
+        let missing = template("/x/{{ steps.billing.output.id }}", json!({}));
+        let err = render(&missing, &ctx()).unwrap_err();
+        assert!(err.contains("steps.billing.output.id"), "{err}");
+    }
+
+    proptest! {
+        /// Whatever a template says and whatever a service answered before, rendering gives
+        /// a request or an error: never a panic, never a hang.
+        #[test]
+        fn rendering_never_panics(
+            path in "[/a-z{}%|. ()\\[\\]'\"0-9_-]{0,60}",
+            value in "\\PC{0,40}",
+            output in "\\PC{0,40}",
+        ) {
+            let t = template(&path, json!({"v": value}));
+            let mut ctx = ctx();
+            ctx["steps"]["account"]["output"] = json!({"id": output});
+            let _ = render(&t, &ctx);
+        }
+    }
+}
