@@ -115,6 +115,17 @@ pub async fn create(
     Ok((Created::New(record), notices))
 }
 
+/// Onboardings per status.
+pub async fn counts(conn: &mut PgConnection) -> StoreResult<Vec<(OnboardingStatus, u64)>> {
+    sqlx::query("SELECT status, count(*) AS n FROM onboardings GROUP BY status ORDER BY status")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|r| Ok((parsed(r, "status")?, big_count(r, "n")?)))
+        .collect()
+}
+
 /// Reserves an idempotency key for this create, or answers from the request that holds it.
 ///
 /// The insert waits while another transaction holds an uncommitted reservation of the same

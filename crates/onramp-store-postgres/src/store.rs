@@ -6,6 +6,7 @@ use crate::listener::{self, ListenerTask};
 use crate::{db_error, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
+use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
 use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
 use onramp_store::*;
@@ -261,6 +262,10 @@ impl Store for PostgresStore {
         page: &PageRequest<OnboardingId>,
     ) -> StoreResult<Page<OnboardingRecord, OnboardingId>> {
         onboardings::list(&mut *self.connection().await?, filter, page).await
+    }
+
+    async fn onboarding_counts(&self) -> StoreResult<Vec<(OnboardingStatus, u64)>> {
+        onboardings::counts(&mut *self.connection().await?).await
     }
 
     async fn audit_entries(&self, id: &OnboardingId) -> StoreResult<Vec<AuditEntry>> {

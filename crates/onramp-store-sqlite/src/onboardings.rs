@@ -252,6 +252,20 @@ pub fn list(
     Ok(Page { items, next_cursor })
 }
 
+/// Onboardings per status.
+pub fn counts(conn: &Connection) -> StoreResult<Vec<(OnboardingStatus, u64)>> {
+    conn.prepare_cached(
+        "SELECT status, count(*) AS n FROM onboardings GROUP BY status ORDER BY status",
+    )
+    .map_err(db_error)?
+    .query_map([], |r| {
+        Ok((get_parsed(r, "status")?, r.get::<_, i64>("n")? as u64))
+    })
+    .map_err(db_error)?
+    .collect::<Result<_, _>>()
+    .map_err(db_error)
+}
+
 /// The audit chain of an onboarding, in order.
 pub fn audit_entries(conn: &Connection, id: &OnboardingId) -> StoreResult<Vec<AuditEntry>> {
     let exists: bool = conn

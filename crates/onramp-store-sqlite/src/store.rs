@@ -5,6 +5,7 @@ use crate::writer::{AfterCommit, Writer};
 use crate::{db_error, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
+use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
 use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
 use onramp_store::*;
@@ -260,6 +261,10 @@ impl Store for SqliteStore {
         let (filter, page) = (filter.clone(), page.clone());
         self.read(move |c| onboardings::list(c, &filter, &page))
             .await
+    }
+
+    async fn onboarding_counts(&self) -> StoreResult<Vec<(OnboardingStatus, u64)>> {
+        self.read(onboardings::counts).await
     }
 
     async fn audit_entries(&self, id: &OnboardingId) -> StoreResult<Vec<AuditEntry>> {

@@ -63,6 +63,7 @@ checks!(
     cancel_compensates_succeeded_steps_in_reverse_through_the_queue,
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
+    onboardings_are_counted_by_status,
 );
 
 /// Runs every check, each on a fresh store from `fresh`, printing the name of each.
@@ -1001,6 +1002,34 @@ pub async fn on_failure_compensate_undoes_what_ran_when_a_step_dead_letters(stor
     run_one(&store, "s1", later(4)).await;
     let done = store.get_onboarding(&record.id).await.expect("get");
     assert_eq!(done.status, OnboardingStatus::Cancelled);
+}
+
+/// The dashboard's counts: onboardings per status, statuses without any left out.
+pub async fn onboardings_are_counted_by_status(store: SharedStore) {
+    assert!(store.onboarding_counts().await.expect("counts").is_empty());
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(
+            create(&store, new_onboarding(&[("a", "s1")], 0, later(n)))
+                .await
+                .id,
+        );
+    }
+    run_one(&store, "s1", later(10)).await;
+    store
+        .cancel_onboarding(&ids[3], "duplicate", later(11), "token:ops")
+        .await
+        .expect("cancel");
+    let counts = store.onboarding_counts().await.expect("counts");
+    let expected = [
+        (OnboardingStatus::Pending, 2),
+        (OnboardingStatus::Completed, 1),
+        (OnboardingStatus::Cancelled, 1),
+    ];
+    assert_eq!(counts.len(), expected.len(), "{counts:?}");
+    for pair in expected {
+        assert!(counts.contains(&pair), "{pair:?} missing from {counts:?}");
+    }
 }
 
 // ----- stages -----

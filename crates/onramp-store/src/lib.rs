@@ -26,6 +26,7 @@ pub use signals::{Changed, Signals};
 
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
+use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
 use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub trait Store: Send + Sync + 'static {
         filter: &OnboardingFilter,
         page: &PageRequest<OnboardingId>,
     ) -> StoreResult<Page<OnboardingRecord, OnboardingId>>;
+
+    /// How many onboardings have each status (statuses with none are left out).
+    async fn onboarding_counts(&self) -> StoreResult<Vec<(OnboardingStatus, u64)>>;
 
     /// An onboarding's audit entries in order.
     async fn audit_entries(&self, id: &OnboardingId) -> StoreResult<Vec<AuditEntry>>;

@@ -15,3 +15,4 @@ mod postgres_wakeups;
 mod shutdown;
 mod startup_errors;
 mod tokens;
+mod ui;
