@@ -54,7 +54,45 @@ function refreshEvery(ms) {
   }, ms);
 }
 
+// The new-onboarding form: hand-picked tasks as an ordered list with add, move and remove.
+// The comma-separated field stays the source of truth (and works without this script).
+function taskPicker(input) {
+  const names = Array.from(document.querySelectorAll("#task-names option")).map((o) => o.value);
+  const list = document.createElement("ol");
+  list.className = "picked";
+  const add = document.createElement("select");
+  add.setAttribute("aria-label", "Add a task");
+  add.innerHTML = '<option value="">+ add a task…</option>' +
+    names.map((n) => `<option value="${n}">${n}</option>`).join("");
+  const current = () => input.value.split(",").map((t) => t.trim()).filter(Boolean);
+  const set = (tasks) => { input.value = tasks.join(", "); render(); };
+  const button = (label, title, onClick) => {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "secondary small"; b.textContent = label; b.title = title;
+    b.setAttribute("aria-label", title); b.addEventListener("click", onClick);
+    return b;
+  };
+  function render() {
+    const tasks = current();
+    list.replaceChildren(...tasks.map((task, i) => {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = task;
+      li.append(name,
+        button("↑", `Move ${task} up`, () => { if (i > 0) { [tasks[i - 1], tasks[i]] = [tasks[i], tasks[i - 1]]; set(tasks); } }),
+        button("↓", `Move ${task} down`, () => { if (i < tasks.length - 1) { [tasks[i + 1], tasks[i]] = [tasks[i], tasks[i + 1]]; set(tasks); } }),
+        button("✕", `Remove ${task}`, () => { tasks.splice(i, 1); set(tasks); }));
+      return li;
+    }));
+  }
+  add.addEventListener("change", () => { if (add.value) { set([...current(), add.value]); add.value = ""; } });
+  input.addEventListener("input", render);
+  input.after(list, add);
+  render();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-task-picker]").forEach(taskPicker);
   const live = document.querySelector("[data-live]");
   if (live) followLive(live);
   const refresh = document.querySelector("[data-refresh]");

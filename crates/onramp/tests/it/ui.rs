@@ -458,3 +458,70 @@ async fn html_escapes_customer_data_and_sends_security_headers() {
         .expect("POST");
     assert_eq!(forged.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_picked_tasks_are_added_and_reordered_before_submitting() {
+    let Some(browser) = Browser::start("hand_picked").await else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let served = serve(&scratch, "http://127.0.0.1:9");
+    let base = served.api.base.clone();
+    browser.login(&base).await;
+    browser
+        .client
+        .goto(&format!("{base}/onboardings/new"))
+        .await
+        .expect("form");
+    browser.fill("name", "Barbara Liskov").await;
+    browser.fill("email", "barbara@example.com").await;
+    let add = browser
+        .client
+        .find(Locator::Css("select[aria-label='Add a task']"))
+        .await
+        .expect("the task picker");
+    add.select_by_value("check_credit").await.expect("add one");
+    add.select_by_value("check_identity")
+        .await
+        .expect("add another");
+    browser
+        .client
+        .find(Locator::Css("button[aria-label='Move check_identity up']"))
+        .await
+        .expect("move button")
+        .click()
+        .await
+        .expect("move it up");
+    let tasks = browser
+        .client
+        .find(Locator::Id("tasks"))
+        .await
+        .expect("tasks field")
+        .prop("value")
+        .await
+        .expect("its value");
+    assert_eq!(tasks.as_deref(), Some("check_identity, check_credit"));
+    browser.screenshot("picked").await;
+    browser
+        .client
+        .find(Locator::Css("#new-onboarding button[type=submit]"))
+        .await
+        .expect("submit")
+        .click()
+        .await
+        .expect("submit");
+    browser
+        .wait_for("the detail page", |html| html.contains("id=\"live\""))
+        .await;
+    let list = api_get(&served, "/v1/onboardings?q=barbara").await;
+    let id = list["items"][0]["id"].as_str().expect("created").to_owned();
+    let onboarding = api_get(&served, &format!("/v1/onboardings/{id}")).await;
+    let order: Vec<&str> = onboarding["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["task"].as_str().expect("task"))
+        .collect();
+    assert_eq!(order, ["check_identity", "check_credit"]);
+    browser.close().await;
+}
