@@ -61,6 +61,12 @@ conformance!(
     tokens_are_found_by_hash_and_revoked,
     unclaimed_since_finds_steps_queued_too_long,
     list_onboardings_filters_and_pages,
+    status_changes_record_every_visible_change,
+    publication_orders_events_and_fans_out_to_subscribers,
+    deliveries_keep_each_onboardings_order_and_fence_stale_leases,
+    failed_deliveries_retry_die_and_replay,
+    webhooks_are_created_listed_and_deleted,
+    concurrent_delivery_claimers_take_each_delivery_once,
 );
 
 #[test]

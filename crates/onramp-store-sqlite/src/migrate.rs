@@ -3,7 +3,11 @@
 use rusqlite::Connection;
 
 /// The migrations in order; the index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    // 0002 is reserved for the resilience work of issue 4.
+    include_str!("../migrations/0003_events.sql"),
+];
 
 /// Applies every migration the database has not seen, each in its own transaction.
 /// Returns the number applied. A database from a newer onramp is refused.

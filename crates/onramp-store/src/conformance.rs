@@ -23,6 +23,9 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
+mod events;
+pub use events::*;
+
 /// The time the checks start at (2027-01-15, well clear of any real clock reading).
 pub const T0: Millis = Millis(1_800_000_000_000);
 
@@ -60,6 +63,12 @@ checks!(
     tokens_are_found_by_hash_and_revoked,
     unclaimed_since_finds_steps_queued_too_long,
     list_onboardings_filters_and_pages,
+    status_changes_record_every_visible_change,
+    publication_orders_events_and_fans_out_to_subscribers,
+    deliveries_keep_each_onboardings_order_and_fence_stale_leases,
+    failed_deliveries_retry_die_and_replay,
+    webhooks_are_created_listed_and_deleted,
+    concurrent_delivery_claimers_take_each_delivery_once,
 );
 
 /// Runs every check, each on a fresh store from `fresh`, printing the name of each.
