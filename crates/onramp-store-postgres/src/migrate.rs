@@ -10,7 +10,11 @@ use onramp_store::StoreError;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 /// The migrations in order; the index + 1 is the schema version they produce.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    // 0002 is reserved for the resilience work of issue 4.
+    include_str!("../migrations/0003_events.sql"),
+];
 
 /// The advisory lock key that serialises migrations (any fixed number; this one spells
 /// "onramp" in ASCII).
