@@ -263,6 +263,7 @@ struct RawTemplate {
 struct RawEvents {
     amqp: Option<RawAmqp>,
     webhooks: Option<RawWebhooks>,
+    keep_alive: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +377,11 @@ impl Decoder<'_> {
                 "events" => {
                     if let Some(raw) = self.decode::<RawEvents>(value, &path) {
                         config.events.amqp = raw.amqp.and_then(|a| self.amqp(a, &path.key("amqp")));
+                        config.events.keep_alive = self.positive_duration(
+                            raw.keep_alive,
+                            &path.key("keep_alive"),
+                            config.events.keep_alive,
+                        );
                         if let Some(w) = raw.webhooks {
                             config.events.webhooks = self.webhooks(w, &path.key("webhooks"));
                         }

@@ -270,12 +270,25 @@ pub struct TemplateConfig {
 }
 
 /// `[events]`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventsConfig {
     /// `[events.amqp]`: publish events to RabbitMQ.
     pub amqp: Option<AmqpConfig>,
     /// `[events.webhooks]`: how webhook deliveries are attempted and retried.
     pub webhooks: WebhooksConfig,
+    /// `[events] keep_alive`: how often an idle event stream sends a comment line, so that
+    /// proxies keep the connection open (default 15 s).
+    pub keep_alive: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            amqp: None,
+            webhooks: WebhooksConfig::default(),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
 }
 
 /// `[events.webhooks]`.

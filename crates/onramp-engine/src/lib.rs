@@ -7,6 +7,9 @@
 //! - [`completer`]: turns outcomes into decisions and hands them to the store in batches —
 //!   the only place that finishes steps.
 //! - [`scheduler`]: time-driven duties (expired leases, pickup timeouts), each with `run_once`.
+//! - [`outbox`]: delivers committed events to webhooks and the AMQP broker.
+//! - [`live`]: wakes live status streams when their onboarding changes.
+//! - [`webhooks`]: the webhook endpoint commands.
 //! - [`runtime`]: starts and stops all of it under one cancellation token.
 #![forbid(unsafe_code)]
 
@@ -15,9 +18,12 @@ pub mod commands;
 pub mod completer;
 mod error;
 pub mod executor;
+pub mod live;
+pub mod outbox;
 pub mod runtime;
 pub mod scheduler;
 pub mod tokens;
+pub mod webhooks;
 pub mod worker;
 
 pub use error::EngineError;
@@ -29,6 +35,9 @@ use onramp_store::SharedStore;
 use parking_lot::RwLock;
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// How often live status streams look for changes whose notification was lost.
+const LIVE_RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Shared state of one onramp process.
 pub struct Engine {
@@ -42,6 +51,10 @@ pub struct Engine {
     pub catalog: catalog::Catalog,
     /// HTTP client for `http` steps (connection pooling across steps).
     pub http: reqwest::Client,
+    /// Wake-ups of live status streams.
+    pub live: live::LiveUpdates,
+    /// How event delivery is doing in this process (for `/readyz`).
+    pub events_health: Arc<outbox::EventsHealth>,
     paused: RwLock<HashSet<StageName>>,
 }
 
@@ -71,7 +84,10 @@ impl Engine {
             .user_agent(concat!("onramp/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
+        let live = live::LiveUpdates::start(&store.signals(), LIVE_RESYNC);
         Ok(Arc::new(Engine {
+            live,
+            events_health: Arc::default(),
             store,
             config: Arc::new(config),
             clock,

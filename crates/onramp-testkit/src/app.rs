@@ -284,6 +284,7 @@ impl TestApp {
             RuntimeOptions {
                 stages: None,
                 scheduler: self.scheduler,
+                events: true,
             },
         ));
     }

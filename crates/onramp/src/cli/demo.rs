@@ -53,6 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         RuntimeOptions {
             stages: None,
             scheduler: true,
+            events: true,
         },
     )
     .await?;

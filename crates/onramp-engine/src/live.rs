@@ -1,0 +1,130 @@
+//! Wake-ups for live status streams, without a database poll per subscriber.
+//!
+//! One task per process reads the store's change broadcast ([`Signals`]) — which on
+//! PostgreSQL also carries the changes other processes announce — and wakes only the
+//! subscribers of the onboarding that changed. A woken subscriber then reads its own
+//! onboarding's new status rows. Thousands of idle subscribers cost one map entry and one
+//! `watch` receiver each.
+//!
+//! Notifications can be lost (a lagging broadcast, a PostgreSQL listener that reconnected),
+//! so every `resync` interval — and at once when the broadcast lagged — every subscriber is
+//! woken to look for itself; that is the only time idle subscribers touch the database.
+
+use onramp_core::OnboardingId;
+use onramp_store::Signals;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch};
+
+#[derive(Debug)]
+struct Inner {
+    watchers: Mutex<HashMap<OnboardingId, watch::Sender<u64>>>,
+    everyone: watch::Sender<u64>,
+}
+
+/// The per-process hub of live status wake-ups.
+#[derive(Debug, Clone)]
+pub struct LiveUpdates {
+    inner: Arc<Inner>,
+}
+
+impl LiveUpdates {
+    /// Starts the hub's task on the store's signals; it ends when the hub or the store goes.
+    pub fn start(signals: &Signals, resync: Duration) -> LiveUpdates {
+        let inner = Arc::new(Inner {
+            watchers: Mutex::new(HashMap::new()),
+            everyone: watch::channel(0).0,
+        });
+        tokio::spawn(forward(
+            signals.subscribe(),
+            Arc::downgrade(&inner),
+            resync,
+        ));
+        LiveUpdates { inner }
+    }
+
+    /// Wake-ups for one onboarding, from now on.
+    pub fn watch(&self, id: &OnboardingId) -> Watch {
+        let own = self
+            .inner
+            .watchers
+            .lock()
+            .entry(id.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        Watch {
+            id: id.clone(),
+            own,
+            everyone: self.inner.everyone.subscribe(),
+            hub: self.inner.clone(),
+        }
+    }
+
+    /// Onboardings with at least one subscriber.
+    pub fn watched(&self) -> usize {
+        self.inner.watchers.lock().len()
+    }
+}
+
+/// A subscriber's wake-ups; dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Watch {
+    id: OnboardingId,
+    own: watch::Receiver<u64>,
+    everyone: watch::Receiver<u64>,
+    hub: Arc<Inner>,
+}
+
+impl Watch {
+    /// Resolves at the next change of the onboarding (or the next resync).
+    pub async fn changed(&mut self) {
+        tokio::select! {
+            r = self.own.changed() => if r.is_err() { std::future::pending::<()>().await },
+            r = self.everyone.changed() => if r.is_err() { std::future::pending::<()>().await },
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut watchers = self.hub.watchers.lock();
+        // Our own receiver is still alive here: one receiver left means it is ours.
+        if watchers
+            .get(&self.id)
+            .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            watchers.remove(&self.id);
+        }
+    }
+}
+
+async fn forward(mut changes: broadcast::Receiver<onramp_store::Changed>, hub: Weak<Inner>, resync: Duration) {
+    let mut tick = tokio::time::interval(resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            change = changes.recv() => {
+                let Some(hub) = hub.upgrade() else { return };
+                match change {
+                    Ok(change) => {
+                        if let Some(tx) = hub.watchers.lock().get(&change.id) {
+                            tx.send_modify(|n| *n = n.wrapping_add(1));
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "live updates lagged; waking every subscriber");
+                        hub.everyone.send_modify(|n| *n = n.wrapping_add(1));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+            _ = tick.tick() => {
+                let Some(hub) = hub.upgrade() else { return };
+                hub.everyone.send_modify(|n| *n = n.wrapping_add(1));
+            }
+        }
+    }
+}
