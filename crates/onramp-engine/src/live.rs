@@ -17,11 +17,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug)]
 struct Inner {
     watchers: Mutex<HashMap<OnboardingId, watch::Sender<u64>>>,
     everyone: watch::Sender<u64>,
+    closing: CancellationToken,
 }
 
 /// The per-process hub of live status wake-ups.
@@ -36,6 +38,7 @@ impl LiveUpdates {
         let inner = Arc::new(Inner {
             watchers: Mutex::new(HashMap::new()),
             everyone: watch::channel(0).0,
+            closing: CancellationToken::new(),
         });
         tokio::spawn(forward(
             signals.subscribe(),
@@ -62,6 +65,17 @@ impl LiveUpdates {
         }
     }
 
+    /// Ends every live stream: the server is shutting down, and a graceful shutdown waits for
+    /// open connections.
+    pub fn close(&self) {
+        self.inner.closing.cancel();
+    }
+
+    /// Cancelled once [`close`](Self::close) was called.
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.closing.clone()
+    }
+
     /// Onboardings with at least one subscriber.
     pub fn watched(&self) -> usize {
         self.inner.watchers.lock().len()
@@ -78,11 +92,14 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Resolves at the next change of the onboarding (or the next resync).
-    pub async fn changed(&mut self) {
+    /// Resolves at the next change of the onboarding (or the next resync) with `true`, or
+    /// with `false` once the hub is closing.
+    pub async fn changed(&mut self) -> bool {
+        let closing = self.hub.closing.clone();
         tokio::select! {
-            r = self.own.changed() => if r.is_err() { std::future::pending::<()>().await },
-            r = self.everyone.changed() => if r.is_err() { std::future::pending::<()>().await },
+            () = closing.cancelled() => false,
+            r = self.own.changed() => r.is_ok() || !closing.is_cancelled(),
+            r = self.everyone.changed() => r.is_ok() || !closing.is_cancelled(),
         }
     }
 }

@@ -130,7 +130,9 @@ async fn next_status(mut s: StatusStream) -> Option<(Result<Event, Infallible>, 
                         return None;
                     }
                 }
-                s.watch.changed().await;
+                if !s.watch.changed().await {
+                    return None;
+                }
             }
             Err(e) => {
                 tracing::debug!(onboarding = %s.id, error = %e, "ending a status stream; the client resumes with Last-Event-ID");
@@ -149,6 +151,7 @@ struct EventStream {
     stage: Option<StageName>,
     pending: VecDeque<PublishedEvent>,
     published: watch::Receiver<u64>,
+    closing: tokio_util::sync::CancellationToken,
 }
 
 /// `GET /v1/events?type=a,b&stage=s`: every published event as `event: <type>`, `data:` the
@@ -194,6 +197,7 @@ pub async fn all(
         stage,
         pending: VecDeque::new(),
         published,
+        closing: engine.live.closing(),
     };
     let events = futures::stream::unfold(stream, next_event);
     Ok(Sse::new(events).keep_alive(keep_alive(&engine)))
@@ -227,8 +231,10 @@ async fn next_event(mut s: EventStream) -> Option<(Result<Event, Infallible>, Ev
                 }));
             }
             Ok(_) => {
-                if s.published.changed().await.is_err() {
-                    return None;
+                let closing = s.closing.clone();
+                tokio::select! {
+                    () = closing.cancelled() => return None,
+                    changed = s.published.changed() => if changed.is_err() { return None },
                 }
             }
             Err(e) => {

@@ -35,6 +35,7 @@ macro_rules! on_both_backends {
 
 mod bad_input;
 mod dead_letters;
+mod events;
 mod idempotency;
 mod lifecycle;
 mod listing;
@@ -42,6 +43,7 @@ mod operations;
 mod retries;
 mod scheduler;
 mod wakeups;
+mod webhooks;
 
 use onramp_testkit::FakeService;
 
