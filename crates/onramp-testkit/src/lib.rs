@@ -43,6 +43,7 @@
 mod app;
 pub mod factory;
 mod fake;
+mod proxy;
 mod receiver;
 mod response;
 mod sse;
@@ -50,6 +51,7 @@ mod wait;
 
 pub use app::{Backend, FAST_WORKER, TestApp, TestAppBuilder, step};
 pub use fake::{FakeService, RecordedRequest, Reply};
+pub use proxy::TcpProxy;
 pub use receiver::{ReceivedWebhook, WebhookReceiver};
 pub use sse::{SseClient, SseEvent, SseItem};
 pub use onramp_core::clock::ManualClock;

@@ -33,6 +33,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod amqp;
 mod bad_input;
 mod dead_letters;
 mod events;
