@@ -268,11 +268,25 @@ mod tests {
             retry_for: Some(Duration::from_secs(3600)),
         };
         assert_eq!(
-            after_failure(&policy, Millis(0), 1, Millis(0), 0.0, Some(Duration::from_secs(2))),
+            after_failure(
+                &policy,
+                Millis(0),
+                1,
+                Millis(0),
+                0.0,
+                Some(Duration::from_secs(2))
+            ),
             AfterFailure::RetryAt(Millis(2000))
         );
         assert_eq!(
-            after_failure(&policy, Millis(0), 1, Millis(0), 0.0, Some(Duration::from_secs(99))),
+            after_failure(
+                &policy,
+                Millis(0),
+                1,
+                Millis(0),
+                0.0,
+                Some(Duration::from_secs(99))
+            ),
             AfterFailure::RetryAt(Millis(5000))
         );
     }

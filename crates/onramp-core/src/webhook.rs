@@ -80,7 +80,9 @@ impl FromStr for WebhookSecret {
 
     fn from_str(s: &str) -> Result<Self, InvalidSecret> {
         let encoded = s.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
-            InvalidSecret(format!("must start with `{SECRET_PREFIX}` followed by base64"))
+            InvalidSecret(format!(
+                "must start with `{SECRET_PREFIX}` followed by base64"
+            ))
         })?;
         let key = BASE64
             .decode(encoded)
@@ -111,7 +113,11 @@ mod tests {
 
     #[test]
     fn malformed_secrets_are_refused() {
-        assert!("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".parse::<WebhookSecret>().is_err());
+        assert!(
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+                .parse::<WebhookSecret>()
+                .is_err()
+        );
         assert!("whsec_***".parse::<WebhookSecret>().is_err());
         assert!("whsec_c2hvcnQ=".parse::<WebhookSecret>().is_err());
         assert!(!format!("{:?}", WebhookSecret::from_key([1; 32])).contains("AQEB"));

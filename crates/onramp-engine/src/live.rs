@@ -40,11 +40,7 @@ impl LiveUpdates {
             everyone: watch::channel(0).0,
             closing: CancellationToken::new(),
         });
-        tokio::spawn(forward(
-            signals.subscribe(),
-            Arc::downgrade(&inner),
-            resync,
-        ));
+        tokio::spawn(forward(signals.subscribe(), Arc::downgrade(&inner), resync));
         LiveUpdates { inner }
     }
 
@@ -117,7 +113,11 @@ impl Drop for Watch {
     }
 }
 
-async fn forward(mut changes: broadcast::Receiver<onramp_store::Changed>, hub: Weak<Inner>, resync: Duration) {
+async fn forward(
+    mut changes: broadcast::Receiver<onramp_store::Changed>,
+    hub: Weak<Inner>,
+    resync: Duration,
+) {
     let mut tick = tokio::time::interval(resync);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;

@@ -50,7 +50,10 @@ pub fn check_url(raw: &str) -> Result<String, String> {
 
 impl Engine {
     /// Creates a webhook endpoint; the record carries its secret (shown to the caller once).
-    pub async fn create_webhook(&self, request: CreateWebhook) -> Result<WebhookRecord, EngineError> {
+    pub async fn create_webhook(
+        &self,
+        request: CreateWebhook,
+    ) -> Result<WebhookRecord, EngineError> {
         let mut errors = Vec::new();
         let url = check_url(request.url.trim())
             .map_err(|e| errors.push(field("url", e)))
@@ -143,7 +146,13 @@ mod tests {
     fn only_absolute_http_urls_are_accepted() {
         assert!(check_url("http://127.0.0.1:9000/hooks").is_ok());
         assert!(check_url("https://example.com/x?y=1").is_ok());
-        for bad in ["ftp://example.com/", "file:///etc/passwd", "example.com/hook", "http://", ""] {
+        for bad in [
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "example.com/hook",
+            "http://",
+            "",
+        ] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
     }

@@ -243,7 +243,10 @@ fn webhook_from_row(r: &PgRow) -> StoreResult<WebhookRecord> {
 }
 
 /// Stores a webhook endpoint.
-pub async fn create_webhook(conn: &mut PgConnection, new: NewWebhook) -> StoreResult<WebhookRecord> {
+pub async fn create_webhook(
+    conn: &mut PgConnection,
+    new: NewWebhook,
+) -> StoreResult<WebhookRecord> {
     sqlx::query(
         "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -408,8 +411,14 @@ pub async fn finish_deliveries(
     finishes: &[DeliveryFinish],
 ) -> StoreResult<Vec<StoreResult<()>>> {
     let mut results = Vec::with_capacity(finishes.len());
-    let (mut ids, mut leases, mut statuses, mut available, mut errors, mut nows) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut leases, mut statuses, mut available, mut errors, mut nows) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     for finish in finishes {
         match delivery::transition(DeliveryStatus::Sending, finish.outcome.event()) {
             Ok(to) => {

@@ -6,8 +6,8 @@ use crate::listener::{self, ListenerTask};
 use crate::{db_error, events, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
-use onramp_core::time::Millis;
 use onramp_core::events::EventType;
+use onramp_core::time::Millis;
 use onramp_core::{
     DeadLetterId, DeliveryId, OnboardingId, StageName, TaskTypeName, TemplateName, WebhookId,
 };

@@ -190,10 +190,8 @@ pub fn published_events(
 
 /// The last place handed out.
 pub fn last_published_seq(conn: &Connection) -> StoreResult<i64> {
-    conn.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |r| {
-        r.get(0)
-    })
-    .map_err(db_error)
+    conn.query_row("SELECT coalesce(max(seq), 0) FROM outbox", [], |r| r.get(0))
+        .map_err(db_error)
 }
 
 // ----- webhooks -----
@@ -210,7 +208,8 @@ fn webhook_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<WebhookRecord> {
 
 /// Stores a webhook endpoint.
 pub fn create_webhook(conn: &Connection, new: NewWebhook) -> StoreResult<(WebhookRecord, Notices)> {
-    let events = serde_json::to_string(&new.events).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let events =
+        serde_json::to_string(&new.events).map_err(|e| StoreError::Internal(e.to_string()))?;
     conn.prepare_cached(
         "INSERT INTO webhooks (id, url, events, secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
@@ -344,7 +343,8 @@ pub fn claim_deliveries(
 
 /// Records how one attempt ended, if its lease still holds.
 pub fn finish_delivery(conn: &Connection, finish: DeliveryFinish) -> StoreResult<((), Notices)> {
-    let to = delivery::transition(DeliveryStatus::Sending, finish.outcome.event()).map_err(refused)?;
+    let to =
+        delivery::transition(DeliveryStatus::Sending, finish.outcome.event()).map_err(refused)?;
     let (available_at, error) = match &finish.outcome {
         DeliveryOutcome::Delivered => (None, None),
         DeliveryOutcome::Retry { at, error } => (Some(ms(*at)), Some(error.as_str())),

@@ -28,8 +28,8 @@ pub use signals::{Changed, Signals};
 
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
-use onramp_core::time::Millis;
 use onramp_core::events::EventType;
+use onramp_core::time::Millis;
 use onramp_core::{
     DeadLetterId, DeliveryId, OnboardingId, StageName, TaskTypeName, TemplateName, WebhookId,
 };

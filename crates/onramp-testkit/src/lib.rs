@@ -51,11 +51,11 @@ mod wait;
 
 pub use app::{Backend, FAST_WORKER, TestApp, TestAppBuilder, step};
 pub use fake::{FakeService, RecordedRequest, Reply};
+pub use onramp_core::clock::ManualClock;
 pub use proxy::TcpProxy;
 pub use receiver::{ReceivedWebhook, WebhookReceiver};
-pub use sse::{SseClient, SseEvent, SseItem};
-pub use onramp_core::clock::ManualClock;
 pub use response::ApiResponse;
+pub use sse::{SseClient, SseEvent, SseItem};
 pub use wait::{DEFAULT_TIMEOUT, wait_until};
 
 /// Installs a log subscriber once per test binary when `TEST_LOG` is set; otherwise logs are

@@ -37,7 +37,10 @@ pub fn routes() -> Router<AppState> {
         .route("/templates/{name}", get(templates::get).put(templates::put))
         .route("/events", get(events::all))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
-        .route("/webhooks/{id}", get(webhooks::get).delete(webhooks::delete))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
         .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route(
             "/webhooks/{id}/deliveries/replay",

@@ -51,7 +51,10 @@ pub async fn get(
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::Administer)?;
     let id: WebhookId = parse_id(&id, "webhook")?;
-    Ok(Json(views::webhook(&state.engine.get_webhook(&id).await?, false)))
+    Ok(Json(views::webhook(
+        &state.engine.get_webhook(&id).await?,
+        false,
+    )))
 }
 
 /// `DELETE /v1/webhooks/{id}`: 204.

@@ -154,7 +154,12 @@ impl Consumer {
         for m in self.messages() {
             if seen.insert(m.body["id"].to_string()) {
                 by_onboarding
-                    .entry(m.body["onboarding_id"].as_str().unwrap_or_default().to_owned())
+                    .entry(
+                        m.body["onboarding_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                    )
                     .or_default()
                     .push(m.routing_key.clone());
             }
@@ -183,7 +188,13 @@ async fn close_publisher_connection(exchange: &str) -> usize {
         // The table output names each connection by a pid that close_connection accepts
         // (the JSON one does not), followed by its client properties.
         let listed = std::process::Command::new("rabbitmqctl")
-            .args(["list_connections", "pid", "client_properties", "-q", "--no-table-headers"])
+            .args([
+                "list_connections",
+                "pid",
+                "client_properties",
+                "-q",
+                "--no-table-headers",
+            ])
             .output()
             .expect("run rabbitmqctl list_connections");
         let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
@@ -220,7 +231,9 @@ async fn a_consumer_gets_every_completion_even_when_the_broker_drops_the_publish
 
     let mut ids = Vec::with_capacity(ONBOARDINGS);
     for _ in 0..ONBOARDINGS {
-        ids.push(id_of(&app.create_onboarding(factory::with_tasks(&["paced"])).await));
+        ids.push(id_of(
+            &app.create_onboarding(factory::with_tasks(&["paced"])).await,
+        ));
     }
     // Mid-run: some completions are out, most are not.
     wait_until("the first completions", Duration::from_secs(15), || async {
@@ -229,11 +242,18 @@ async fn a_consumer_gets_every_completion_even_when_the_broker_drops_the_publish
             .iter()
             .filter(|m| m.routing_key == "onboarding.completed")
             .count();
-        if n >= 3 { Ok(()) } else { Err(format!("{n} completions")) }
+        if n >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} completions"))
+        }
     })
     .await;
     let closed = close_publisher_connection(&exchange).await;
-    assert_eq!(closed, 1, "exactly onramp's publisher connection was closed");
+    assert_eq!(
+        closed, 1,
+        "exactly onramp's publisher connection was closed"
+    );
 
     wait_until("every completion", Duration::from_secs(30), || async {
         let arrived = consumer.first_arrivals();
@@ -245,7 +265,11 @@ async fn a_consumer_gets_every_completion_even_when_the_broker_drops_the_publish
                     .is_some_and(|kinds| kinds.iter().any(|k| k == "onboarding.completed"))
             })
             .count();
-        if missing == 0 { Ok(()) } else { Err(format!("{missing} completions missing")) }
+        if missing == 0 {
+            Ok(())
+        } else {
+            Err(format!("{missing} completions missing"))
+        }
     })
     .await;
     let arrived = consumer.first_arrivals();
@@ -258,12 +282,24 @@ async fn a_consumer_gets_every_completion_even_when_the_broker_drops_the_publish
     }
     for m in consumer.messages() {
         assert!(m.persistent, "persistent messages: {m:?}");
-        assert_eq!(m.body["type"], m.routing_key.as_str(), "routing key = event type");
+        assert_eq!(
+            m.body["type"],
+            m.routing_key.as_str(),
+            "routing key = event type"
+        );
     }
-    wait_until("events to be healthy again", Duration::from_secs(10), || async {
-        let body = readiness(&app).await;
-        if body["events"]["status"] == "ok" { Ok(()) } else { Err(body.to_string()) }
-    })
+    wait_until(
+        "events to be healthy again",
+        Duration::from_secs(10),
+        || async {
+            let body = readiness(&app).await;
+            if body["events"]["status"] == "ok" {
+                Ok(())
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
     .await;
     app.stop().await;
     consumer.finish().await;
@@ -284,53 +320,94 @@ async fn events_wait_in_the_outbox_while_the_broker_is_unreachable(backend: Back
     let exchange = unique("onramp.test");
     let consumer = Consumer::start(&url, &exchange, "#").await;
     let app = TestApp::spawn_on(backend, &config(&proxied, &exchange, "0ms")).await;
-    wait_until("the publisher to connect", Duration::from_secs(10), || async {
-        let body = readiness(&app).await;
-        if body["events"]["status"] == "ok" { Ok(()) } else { Err(body.to_string()) }
-    })
+    wait_until(
+        "the publisher to connect",
+        Duration::from_secs(10),
+        || async {
+            let body = readiness(&app).await;
+            if body["events"]["status"] == "ok" {
+                Ok(())
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
     .await;
 
     proxy.go_down();
-    wait_until("readyz to report degraded events", Duration::from_secs(10), || async {
-        let body = readiness(&app).await;
-        if body["status"] == "degraded" && body["events"]["status"] == "degraded" {
-            Ok(())
-        } else {
-            Err(body.to_string())
-        }
-    })
+    wait_until(
+        "readyz to report degraded events",
+        Duration::from_secs(10),
+        || async {
+            let body = readiness(&app).await;
+            if body["status"] == "degraded" && body["events"]["status"] == "degraded" {
+                Ok(())
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
     .await;
     let mut ids = Vec::with_capacity(ONBOARDINGS);
     for _ in 0..ONBOARDINGS {
-        ids.push(id_of(&app.create_onboarding(factory::with_tasks(&["paced"])).await));
+        ids.push(id_of(
+            &app.create_onboarding(factory::with_tasks(&["paced"])).await,
+        ));
     }
     for id in &ids {
         app.wait_for_status(id, "completed").await;
     }
-    assert!(consumer.messages().is_empty(), "nothing got through while the broker was away");
+    assert!(
+        consumer.messages().is_empty(),
+        "nothing got through while the broker was away"
+    );
 
     proxy.come_up();
-    wait_until("every event once the broker is back", Duration::from_secs(20), || async {
-        let arrived = consumer.first_arrivals();
-        let done = ids
-            .iter()
-            .filter(|id| arrived.get(id.as_str()).is_some_and(|kinds| kinds.len() == 3))
-            .count();
-        if done == ONBOARDINGS { Ok(()) } else { Err(format!("{done} complete")) }
-    })
+    wait_until(
+        "every event once the broker is back",
+        Duration::from_secs(20),
+        || async {
+            let arrived = consumer.first_arrivals();
+            let done = ids
+                .iter()
+                .filter(|id| {
+                    arrived
+                        .get(id.as_str())
+                        .is_some_and(|kinds| kinds.len() == 3)
+                })
+                .count();
+            if done == ONBOARDINGS {
+                Ok(())
+            } else {
+                Err(format!("{done} complete"))
+            }
+        },
+    )
     .await;
     let arrived = consumer.first_arrivals();
     for id in &ids {
         assert_eq!(
             arrived[id.as_str()],
-            ["onboarding.created", "step.succeeded", "onboarding.completed"],
+            [
+                "onboarding.created",
+                "step.succeeded",
+                "onboarding.completed"
+            ],
             "events of {id} in commit order"
         );
     }
-    wait_until("events to be healthy again", Duration::from_secs(10), || async {
-        let body = readiness(&app).await;
-        if body["status"] == "ready" { Ok(()) } else { Err(body.to_string()) }
-    })
+    wait_until(
+        "events to be healthy again",
+        Duration::from_secs(10),
+        || async {
+            let body = readiness(&app).await;
+            if body["status"] == "ready" {
+                Ok(())
+            } else {
+                Err(body.to_string())
+            }
+        },
+    )
     .await;
     app.stop().await;
     consumer.finish().await;

@@ -74,7 +74,11 @@ fn summary(events: &[SseEvent]) -> Vec<(String, Value, Value)> {
         .iter()
         .map(|e| {
             let data = e.json();
-            (e.event.clone(), data["status"].clone(), data["progress"].clone())
+            (
+                e.event.clone(),
+                data["status"].clone(),
+                data["progress"].clone(),
+            )
         })
         .collect()
 }
@@ -126,10 +130,17 @@ async fn status_stream_sends_every_transition_in_order_and_resumes_without_gaps(
     );
     let ids: Vec<i64> = history
         .iter()
-        .map(|e| e.id.as_deref().and_then(|i| i.parse().ok()).expect("numeric ids"))
+        .map(|e| {
+            e.id.as_deref()
+                .and_then(|i| i.parse().ok())
+                .expect("numeric ids")
+        })
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
-    assert_eq!(history.last().map(|e| e.json()), Some(app.get(&format!("/v1/onboardings/{id}/status")).await.body));
+    assert_eq!(
+        history.last().map(|e| e.json()),
+        Some(app.get(&format!("/v1/onboardings/{id}/status")).await.body)
+    );
 
     // A stream resumed after the terminal status ends at once; one opened fresh sends the
     // terminal status and ends.
@@ -137,7 +148,10 @@ async fn status_stream_sends_every_transition_in_order_and_resumes_without_gaps(
     let mut after_end = SseClient::open(stream(&app, &id, Some(&last_id))).await;
     assert!(after_end.next_event(WAIT).await.is_none());
     let mut fresh = SseClient::open(stream(&app, &id, None)).await;
-    assert_eq!(summary(&read_to_end(&mut fresh).await), summary(&history[4..]));
+    assert_eq!(
+        summary(&read_to_end(&mut fresh).await),
+        summary(&history[4..])
+    );
     app.stop().await;
 }
 
@@ -160,9 +174,7 @@ async fn status_stream_keeps_idle_connections_alive_and_refuses_bad_requests(bac
         .get("/v1/onboardings/onb_0123456789abcdef0123456789abcdef/events")
         .await;
     unknown.assert_error(404, "not_found");
-    let bad = app
-        .send(stream(&app, &id, Some("yesterday")))
-        .await;
+    let bad = app.send(stream(&app, &id, Some("yesterday"))).await;
     bad.assert_error(400, "validation_failed");
     let anonymous = app
         .get_as(None, &format!("/v1/onboardings/{id}/events"))
@@ -173,10 +185,8 @@ async fn status_stream_keeps_idle_connections_alive_and_refuses_bad_requests(bac
 
 async fn event_stream_shows_published_events_filtered_and_resumes(backend: Backend) {
     let app = TestApp::spawn_on(backend, LIVE).await;
-    let mut completions = SseClient::open(
-        app.request(Method::GET, "/v1/events?type=onboarding.completed"),
-    )
-    .await;
+    let mut completions =
+        SseClient::open(app.request(Method::GET, "/v1/events?type=onboarding.completed")).await;
     let mut everything = SseClient::open(app.request(Method::GET, "/v1/events")).await;
     let ids: Vec<String> = create_onboardings(&app, 2).await;
     for id in &ids {
@@ -188,7 +198,12 @@ async fn event_stream_shows_published_events_filtered_and_resumes(backend: Backe
         let event = completions.next_event(WAIT).await.expect("a completion");
         assert_eq!(event.event, "onboarding.completed");
         assert_eq!(event.json()["type"], "onboarding.completed");
-        completed.push(event.json()["onboarding_id"].as_str().unwrap_or_default().to_owned());
+        completed.push(
+            event.json()["onboarding_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
     }
     completed.sort();
     let mut expected = ids.clone();
@@ -208,14 +223,28 @@ async fn event_stream_shows_published_events_filtered_and_resumes(backend: Backe
             .collect();
         assert_eq!(
             kinds,
-            ["onboarding.created", "step.succeeded", "step.succeeded", "step.succeeded", "onboarding.completed"]
+            [
+                "onboarding.created",
+                "step.succeeded",
+                "step.succeeded",
+                "step.succeeded",
+                "onboarding.completed"
+            ]
         );
     }
     let seqs: Vec<i64> = all
         .iter()
-        .map(|e| e.id.as_deref().and_then(|i| i.parse().ok()).expect("numeric ids"))
+        .map(|e| {
+            e.id.as_deref()
+                .and_then(|i| i.parse().ok())
+                .expect("numeric ids")
+        })
         .collect();
-    assert_eq!(seqs, (seqs[0]..seqs[0] + 10).collect::<Vec<_>>(), "gapless places");
+    assert_eq!(
+        seqs,
+        (seqs[0]..seqs[0] + 10).collect::<Vec<_>>(),
+        "gapless places"
+    );
 
     // Resume after the fifth: the other five, in order.
     let mut resumed = SseClient::open(

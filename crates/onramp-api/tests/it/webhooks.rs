@@ -51,10 +51,16 @@ const ALL_EVENTS: [&str; 9] = [
 /// Registers `receiver` for `events`; returns the webhook JSON (with its secret).
 async fn register(app: &TestApp, receiver: &WebhookReceiver, events: &[&str]) -> Value {
     let created = app
-        .post_json("/v1/webhooks", &json!({"url": receiver.url(), "events": events}))
+        .post_json(
+            "/v1/webhooks",
+            &json!({"url": receiver.url(), "events": events}),
+        )
         .await;
     created.assert_status(201);
-    let secret = created.body["secret"].as_str().expect("a secret").to_owned();
+    let secret = created.body["secret"]
+        .as_str()
+        .expect("a secret")
+        .to_owned();
     receiver.set_secret(&secret);
     created.body
 }
@@ -73,7 +79,12 @@ fn first_arrivals(received: &[ReceivedWebhook]) -> HashMap<String, Vec<String>> 
     for r in received {
         if seen.insert(r.id.clone()) {
             by_onboarding
-                .entry(r.body["onboarding_id"].as_str().unwrap_or_default().to_owned())
+                .entry(
+                    r.body["onboarding_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
                 .or_default()
                 .push(r.body["type"].as_str().unwrap_or_default().to_owned());
         }
@@ -113,7 +124,10 @@ async fn webhooks_are_managed_by_admins_and_their_input_is_checked(backend: Back
     let listed = app.get("/v1/webhooks").await;
     listed.assert_status(200);
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(1));
-    assert!(listed.body["items"][0].get("secret").is_none(), "the secret is shown once only");
+    assert!(
+        listed.body["items"][0].get("secret").is_none(),
+        "the secret is shown once only"
+    );
     let one = app.get(&format!("/v1/webhooks/{id}")).await;
     one.assert_status(200);
     assert!(one.body.get("secret").is_none());
@@ -126,7 +140,10 @@ async fn webhooks_are_managed_by_admins_and_their_input_is_checked(backend: Back
         )
         .await;
     supplied.assert_status(201);
-    assert_eq!(supplied.body["secret"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    assert_eq!(
+        supplied.body["secret"],
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    );
 
     for bad in [
         json!({"url": "ftp://example.com/x", "events": ["onboarding.completed"]}),
@@ -156,7 +173,9 @@ async fn webhooks_are_managed_by_admins_and_their_input_is_checked(backend: Back
     .await
     .assert_error(403, "forbidden");
 
-    let deleted = app.send(app.request(Method::DELETE, &format!("/v1/webhooks/{id}"))).await;
+    let deleted = app
+        .send(app.request(Method::DELETE, &format!("/v1/webhooks/{id}")))
+        .await;
     deleted.assert_status(204);
     app.get(&format!("/v1/webhooks/{id}"))
         .await
@@ -164,7 +183,9 @@ async fn webhooks_are_managed_by_admins_and_their_input_is_checked(backend: Back
     app.send(app.request(Method::DELETE, &format!("/v1/webhooks/{id}")))
         .await
         .assert_error(404, "not_found");
-    app.get("/v1/webhooks/whk_nope").await.assert_error(404, "not_found");
+    app.get("/v1/webhooks/whk_nope")
+        .await
+        .assert_error(404, "not_found");
     app.get(&format!("/v1/webhooks/{id}/deliveries?status=lost"))
         .await
         .assert_status(400);
@@ -192,21 +213,32 @@ async fn every_event_reaches_a_verifying_receiver_in_order_per_onboarding(backen
             },
         )
         .await;
-    assert!(received.iter().all(|r| r.verified), "every signature verifies");
+    assert!(
+        received.iter().all(|r| r.verified),
+        "every signature verifies"
+    );
     let arrived = first_arrivals(&received);
     for id in &ids {
         assert_eq!(arrived[id], TWO_STEPS, "events of {id} in commit order");
     }
     for r in &received {
         assert_eq!(r.body["id"], r.id.as_str(), "webhook-id is the event id");
-        assert!(r.timestamp.parse::<i64>().is_ok(), "unix seconds: {}", r.timestamp);
+        assert!(
+            r.timestamp.parse::<i64>().is_ok(),
+            "unix seconds: {}",
+            r.timestamp
+        );
     }
     app.stop().await;
 }
 
 async fn a_receiver_that_was_down_gets_everything_once_it_is_back(backend: Backend) {
     const ONBOARDINGS: usize = 10;
-    let app = TestApp::spawn_on(backend, &HOOKED.replace("retry_for = \"3s\"", "retry_for = \"1m\"")).await;
+    let app = TestApp::spawn_on(
+        backend,
+        &HOOKED.replace("retry_for = \"3s\"", "retry_for = \"1m\""),
+    )
+    .await;
     let receiver = WebhookReceiver::start().await;
     register(&app, &receiver, &ALL_EVENTS).await;
     receiver.go_down();
@@ -222,11 +254,15 @@ async fn a_receiver_that_was_down_gets_everything_once_it_is_back(backend: Backe
     assert!(receiver.received().is_empty());
 
     let received = receiver
-        .wait_for("everything after the receiver came back", Duration::from_secs(15), |r| {
-            let arrived = first_arrivals(r);
-            ids.iter()
-                .all(|id| arrived.get(id).is_some_and(|kinds| kinds.len() == 4))
-        })
+        .wait_for(
+            "everything after the receiver came back",
+            Duration::from_secs(15),
+            |r| {
+                let arrived = first_arrivals(r);
+                ids.iter()
+                    .all(|id| arrived.get(id).is_some_and(|kinds| kinds.len() == 4))
+            },
+        )
         .await;
     assert!(received.iter().all(|r| r.verified));
     let arrived = first_arrivals(&received);
@@ -248,39 +284,60 @@ async fn a_failing_receiver_is_retried_with_backoff_then_dead_then_replayed(back
     let id = create(&app).await;
     // The failing endpoint does not hold up the healthy one.
     let to_healthy = healthy
-        .wait_for("the healthy endpoint's delivery", Duration::from_secs(2), |r| !r.is_empty())
+        .wait_for(
+            "the healthy endpoint's delivery",
+            Duration::from_secs(2),
+            |r| !r.is_empty(),
+        )
         .await;
     assert_eq!(to_healthy[0].body["onboarding_id"], id.as_str());
 
     let dead_path = format!("/v1/webhooks/{hook_id}/deliveries?status=dead");
-    let dead = onramp_testkit::wait_until("the delivery to be dead", Duration::from_secs(15), || async {
-        let page = app.get(&dead_path).await;
-        match page.body["items"].as_array() {
-            Some(items) if items.len() == 1 => Ok(items[0].clone()),
-            _ => Err(page.to_string()),
-        }
-    })
+    let dead = onramp_testkit::wait_until(
+        "the delivery to be dead",
+        Duration::from_secs(15),
+        || async {
+            let page = app.get(&dead_path).await;
+            match page.body["items"].as_array() {
+                Some(items) if items.len() == 1 => Ok(items[0].clone()),
+                _ => Err(page.to_string()),
+            }
+        },
+    )
     .await;
     assert_eq!(dead["event_type"], "onboarding.created");
     assert_eq!(dead["last_error"], "HTTP 500");
     let attempts = failing.received();
     assert_eq!(dead["attempts"], attempts.len(), "{dead}");
     assert!(attempts.len() >= 4, "retried: {} attempts", attempts.len());
-    assert!(attempts.iter().all(|a| a.verified && a.id == attempts[0].id));
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a.verified && a.id == attempts[0].id)
+    );
     // Backoff: each pause at least half the growing cap (100 ms, 200 ms, 400 ms, then 500 ms),
     // except the last, which falls on the end of the retry window.
     let pauses: Vec<Duration> = attempts.windows(2).map(|w| w[1].at - w[0].at).collect();
     for (n, pause) in pauses.iter().enumerate().take(pauses.len() - 1) {
         let cap = Duration::from_millis((100u64 << n.min(3)).min(500));
-        assert!(*pause >= cap / 2 - Duration::from_millis(20), "pause {n} was {pause:?}: {pauses:?}");
+        assert!(
+            *pause >= cap / 2 - Duration::from_millis(20),
+            "pause {n} was {pause:?}: {pauses:?}"
+        );
     }
     let window = attempts[attempts.len() - 1].at - attempts[0].at;
-    assert!(window >= Duration::from_millis(2_900) && window < Duration::from_secs(5), "retried for {window:?}");
+    assert!(
+        window >= Duration::from_millis(2_900) && window < Duration::from_secs(5),
+        "retried for {window:?}"
+    );
 
     // Fixed receiver, replayed delivery: it arrives, and the delivery is delivered.
     failing.answer(204);
     let replayed = app
-        .post(&format!("/v1/webhooks/{hook_id}/deliveries/{}/replay", dead["id"].as_str().unwrap_or_default()))
+        .post(&format!(
+            "/v1/webhooks/{hook_id}/deliveries/{}/replay",
+            dead["id"].as_str().unwrap_or_default()
+        ))
         .await;
     replayed.assert_status(202);
     assert_eq!(replayed.body, json!({"replayed": 1}));
@@ -289,20 +346,29 @@ async fn a_failing_receiver_is_retried_with_backoff_then_dead_then_replayed(back
             r.iter().any(|a| a.answered == 204)
         })
         .await;
-    onramp_testkit::wait_until("the delivery to be delivered", Duration::from_secs(5), || async {
-        let page = app.get(&format!("/v1/webhooks/{hook_id}/deliveries")).await;
-        if page.body["items"][0]["status"] == "delivered" {
-            Ok(())
-        } else {
-            Err(page.to_string())
-        }
-    })
+    onramp_testkit::wait_until(
+        "the delivery to be delivered",
+        Duration::from_secs(5),
+        || async {
+            let page = app.get(&format!("/v1/webhooks/{hook_id}/deliveries")).await;
+            if page.body["items"][0]["status"] == "delivered" {
+                Ok(())
+            } else {
+                Err(page.to_string())
+            }
+        },
+    )
     .await;
     let again = app
-        .post(&format!("/v1/webhooks/{hook_id}/deliveries/{}/replay", dead["id"].as_str().unwrap_or_default()))
+        .post(&format!(
+            "/v1/webhooks/{hook_id}/deliveries/{}/replay",
+            dead["id"].as_str().unwrap_or_default()
+        ))
         .await;
     again.assert_error(409, "invalid_transition");
-    let none = app.post(&format!("/v1/webhooks/{hook_id}/deliveries/replay")).await;
+    let none = app
+        .post(&format!("/v1/webhooks/{hook_id}/deliveries/replay"))
+        .await;
     none.assert_status(202);
     assert_eq!(none.body, json!({"replayed": 0}));
     app.stop().await;

@@ -54,7 +54,9 @@ pub async fn run(engine: Arc<Engine>, config: AmqpConfig, shutdown: Cancellation
                 engine.events_health.set_amqp(None);
                 pause = RECONNECT_MIN;
                 let result = publish_loop(&engine, &config, &channel, &shutdown).await;
-                let _ = connection.close(200, "onramp stops publishing".into()).await;
+                let _ = connection
+                    .close(200, "onramp stops publishing".into())
+                    .await;
                 match result {
                     Ok(()) => return,
                     Err(e) => {
@@ -81,7 +83,8 @@ pub async fn run(engine: Arc<Engine>, config: AmqpConfig, shutdown: Cancellation
 }
 
 async fn connect(config: &AmqpConfig) -> lapin::Result<(Connection, Channel)> {
-    let properties = ConnectionProperties::default().with_connection_name(connection_name(config).into());
+    let properties =
+        ConnectionProperties::default().with_connection_name(connection_name(config).into());
     let connection = Connection::connect(&config.url, properties).await?;
     let channel = connection.create_channel().await?;
     channel

@@ -40,12 +40,7 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = changes.recv() => {
                 // One publication for the whole burst of changes.
-                loop {
-                    match changes.try_recv() {
-                        Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
-                        Err(_) => break,
-                    }
-                }
+                while let Ok(_) | Err(TryRecvError::Lagged(_)) = changes.try_recv() {}
             }
             () = tokio::time::sleep(poll) => {}
         }

@@ -50,15 +50,17 @@ pub async fn run(engine: Arc<Engine>, shutdown: CancellationToken) {
                     keep
                 });
                 for hook in hooks {
-                    if !senders.contains_key(&hook.id) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        senders.entry(hook.id.clone())
+                    {
                         let stop = shutdown.child_token();
                         let task = tokio::spawn(send_loop(
                             engine.clone(),
                             client.clone(),
-                            hook.clone(),
+                            hook,
                             stop.clone(),
                         ));
-                        senders.insert(hook.id, (stop, task));
+                        slot.insert((stop, task));
                     }
                 }
             }
@@ -140,7 +142,9 @@ async fn send_loop(
                 continue;
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(webhook = %hook.id, error = %e, "could not claim webhook deliveries"),
+            Err(e) => {
+                tracing::warn!(webhook = %hook.id, error = %e, "could not claim webhook deliveries")
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,

@@ -29,14 +29,23 @@ async fn run_to_completion(store: &SharedStore, at: Millis) -> OnboardingId {
     record.id
 }
 
-async fn claim_all(store: &SharedStore, target: &DeliveryTarget, now: Millis) -> Vec<ClaimedDelivery> {
+async fn claim_all(
+    store: &SharedStore,
+    target: &DeliveryTarget,
+    now: Millis,
+) -> Vec<ClaimedDelivery> {
     store
         .claim_deliveries(target, 100, now, LEASE)
         .await
         .expect("claim deliveries")
 }
 
-async fn finish_delivery(store: &SharedStore, d: &ClaimedDelivery, outcome: DeliveryOutcome, now: Millis) -> StoreResult<()> {
+async fn finish_delivery(
+    store: &SharedStore,
+    d: &ClaimedDelivery,
+    outcome: DeliveryOutcome,
+    now: Millis,
+) -> StoreResult<()> {
     let mut results = store
         .finish_deliveries(vec![DeliveryFinish {
             id: d.id.clone(),
@@ -55,13 +64,19 @@ async fn finish_delivery(store: &SharedStore, d: &ClaimedDelivery, outcome: Deli
 pub async fn status_changes_record_every_visible_change(store: SharedStore) {
     let record = create(&store, new_onboarding(&[("a", "s1"), ("b", "s2")], 0, T0)).await;
     let first = claim_one(&store, "s1", later(1)).await;
-    finish_one(&store, finish(&first, Resolution::Succeed(json!({})), later(2)))
-        .await
-        .expect("finish");
+    finish_one(
+        &store,
+        finish(&first, Resolution::Succeed(json!({})), later(2)),
+    )
+    .await
+    .expect("finish");
     let second = claim_one(&store, "s2", later(3)).await;
-    finish_one(&store, finish(&second, Resolution::Succeed(json!({})), later(4)))
-        .await
-        .expect("finish");
+    finish_one(
+        &store,
+        finish(&second, Resolution::Succeed(json!({})), later(4)),
+    )
+    .await
+    .expect("finish");
 
     let all = store
         .status_changes(&record.id, Some(0), 100)
@@ -69,7 +84,13 @@ pub async fn status_changes_record_every_visible_change(store: SharedStore) {
         .expect("status changes");
     let seen: Vec<(OnboardingStatus, Option<String>, u32)> = all
         .iter()
-        .map(|c| (c.status, c.stage.as_ref().map(|s| s.to_string()), c.succeeded_steps))
+        .map(|c| {
+            (
+                c.status,
+                c.stage.as_ref().map(|s| s.to_string()),
+                c.succeeded_steps,
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -81,7 +102,10 @@ pub async fn status_changes_record_every_visible_change(store: SharedStore) {
         ]
     );
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
-    assert!(all.iter().all(|c| c.onboarding_id == record.id && c.total_steps == 2));
+    assert!(
+        all.iter()
+            .all(|c| c.onboarding_id == record.id && c.total_steps == 2)
+    );
 
     let latest = store
         .status_changes(&record.id, None, 100)
@@ -129,12 +153,23 @@ pub async fn publication_orders_events_and_fans_out_to_subscribers(store: Shared
     };
     for id in [&a, &b] {
         let kinds = kinds_of(id);
-        assert_eq!(kinds.first(), Some(&EventType::OnboardingCreated), "{kinds:?}");
-        assert_eq!(kinds.last(), Some(&EventType::OnboardingCompleted), "{kinds:?}");
+        assert_eq!(
+            kinds.first(),
+            Some(&EventType::OnboardingCreated),
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds.last(),
+            Some(&EventType::OnboardingCompleted),
+            "{kinds:?}"
+        );
     }
     // One delivery for each of the 2 created events, one for the broker for every event.
     assert_eq!(published.deliveries, 2 + events.len());
-    assert_eq!(store.last_published_seq().await.expect("last"), events.len() as i64);
+    assert_eq!(
+        store.last_published_seq().await.expect("last"),
+        events.len() as i64
+    );
 
     let only_completed = store
         .published_events(0, &[EventType::OnboardingCompleted], 100)
@@ -161,14 +196,22 @@ pub async fn publication_orders_events_and_fans_out_to_subscribers(store: Shared
                 target: DeliveryTarget::Webhook(created_only.id.clone()),
                 status: None,
             },
-            &PageRequest { limit: 10, cursor: None },
+            &PageRequest {
+                limit: 10,
+                cursor: None,
+            },
         )
         .await
         .expect("list deliveries");
     assert_eq!(to_webhook.items.len(), 2);
-    assert!(to_webhook.items.iter().all(|d| d.event_type == EventType::OnboardingCreated
-        && d.status == DeliveryStatus::Pending
-        && d.attempts == 0));
+    assert!(
+        to_webhook
+            .items
+            .iter()
+            .all(|d| d.event_type == EventType::OnboardingCreated
+                && d.status == DeliveryStatus::Pending
+                && d.attempts == 0)
+    );
 }
 
 /// A target gets one onboarding's events one at a time, in order; a lease that runs out
@@ -189,8 +232,13 @@ pub async fn deliveries_keep_each_onboardings_order_and_fence_stale_leases(store
         if claimed.is_empty() {
             break;
         }
-        let onboardings: HashSet<&OnboardingId> = claimed.iter().map(|d| &d.event.onboarding_id).collect();
-        assert_eq!(onboardings.len(), claimed.len(), "one head per onboarding at a time");
+        let onboardings: HashSet<&OnboardingId> =
+            claimed.iter().map(|d| &d.event.onboarding_id).collect();
+        assert_eq!(
+            onboardings.len(),
+            claimed.len(),
+            "one head per onboarding at a time"
+        );
         assert!(
             claim_all(&store, &amqp, now).await.is_empty(),
             "held deliveries are not claimed twice, and they hold back their onboarding's later events"
@@ -264,21 +312,33 @@ pub async fn failed_deliveries_retry_die_and_replay(store: SharedStore) {
     finish_delivery(
         &store,
         &first[0],
-        DeliveryOutcome::Retry { at: later(1_000), error: "HTTP 500".into() },
+        DeliveryOutcome::Retry {
+            at: later(1_000),
+            error: "HTTP 500".into(),
+        },
         later(21),
     )
     .await
     .expect("retry");
-    assert!(claim_all(&store, &target, later(999)).await.is_empty(), "not due yet");
+    assert!(
+        claim_all(&store, &target, later(999)).await.is_empty(),
+        "not due yet"
+    );
     let again = claim_all(&store, &target, later(1_000)).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, first[0].id);
     assert_eq!(again[0].attempt, 2);
-    assert_eq!(again[0].window_start, later(20), "the window opened at the first attempt");
+    assert_eq!(
+        again[0].window_start,
+        later(20),
+        "the window opened at the first attempt"
+    );
     finish_delivery(
         &store,
         &again[0],
-        DeliveryOutcome::Dead { error: "HTTP 500".into() },
+        DeliveryOutcome::Dead {
+            error: "HTTP 500".into(),
+        },
         later(1_001),
     )
     .await
@@ -286,8 +346,14 @@ pub async fn failed_deliveries_retry_die_and_replay(store: SharedStore) {
 
     let dead = store
         .list_deliveries(
-            &DeliveryFilter { target: target.clone(), status: Some(DeliveryStatus::Dead) },
-            &PageRequest { limit: 10, cursor: None },
+            &DeliveryFilter {
+                target: target.clone(),
+                status: Some(DeliveryStatus::Dead),
+            },
+            &PageRequest {
+                limit: 10,
+                cursor: None,
+            },
         )
         .await
         .expect("list dead");
@@ -300,15 +366,22 @@ pub async fn failed_deliveries_retry_die_and_replay(store: SharedStore) {
     assert_eq!(next.len(), 1, "a dead delivery does not hold back the rest");
     assert_ne!(next[0].id, first[0].id);
     assert!(matches!(
-        store.replay_deliveries(&target, Some(&next[0].id), later(1_003)).await,
+        store
+            .replay_deliveries(&target, Some(&next[0].id), later(1_003))
+            .await,
         Err(StoreError::InvalidTransition(_))
     ));
     assert!(matches!(
-        store.replay_deliveries(&target, Some(&DeliveryId::new()), later(1_003)).await,
+        store
+            .replay_deliveries(&target, Some(&DeliveryId::new()), later(1_003))
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
-        store.replay_deliveries(&target, None, later(1_003)).await.expect("replay"),
+        store
+            .replay_deliveries(&target, None, later(1_003))
+            .await
+            .expect("replay"),
         1
     );
     finish_delivery(&store, &next[0], DeliveryOutcome::Delivered, later(1_004))
@@ -332,14 +405,21 @@ pub async fn failed_deliveries_retry_die_and_replay(store: SharedStore) {
         .find(|d| d.id == first[0].id)
         .expect("the replayed delivery is claimed again");
     assert_eq!(again.attempt, 3);
-    assert_eq!(again.window_start, later(1_005), "a replay opens a new window");
+    assert_eq!(
+        again.window_start,
+        later(1_005),
+        "a replay opens a new window"
+    );
 }
 
 /// Webhook endpoints are stored with their subscriptions and secret, listed, and deleted
 /// together with their deliveries.
 pub async fn webhooks_are_created_listed_and_deleted(store: SharedStore) {
     let one = store
-        .create_webhook(webhook(&[EventType::OnboardingCompleted, EventType::StepSucceeded]))
+        .create_webhook(webhook(&[
+            EventType::OnboardingCompleted,
+            EventType::StepSucceeded,
+        ]))
         .await
         .expect("create");
     let two = store
@@ -357,14 +437,23 @@ pub async fn webhooks_are_created_listed_and_deleted(store: SharedStore) {
         .await
         .expect("publish");
     store.delete_webhook(&two.id).await.expect("delete");
-    assert!(matches!(store.get_webhook(&two.id).await, Err(StoreError::NotFound(_))));
-    assert!(matches!(store.delete_webhook(&two.id).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.get_webhook(&two.id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_webhook(&two.id).await,
+        Err(StoreError::NotFound(_))
+    ));
     assert!(
         claim_all(&store, &DeliveryTarget::Webhook(two.id.clone()), later(20))
             .await
             .is_empty()
     );
-    assert_eq!(store.list_webhooks().await.expect("list"), vec![one.clone()]);
+    assert_eq!(
+        store.list_webhooks().await.expect("list"),
+        vec![one.clone()]
+    );
     assert_eq!(
         claim_all(&store, &DeliveryTarget::Webhook(one.id.clone()), later(20))
             .await

@@ -54,10 +54,7 @@ async fn changes_made_by_a_worker_process_reach_the_api_process_live_and_its_web
     receiver.set_secret(hook["secret"].as_str().expect("a secret"));
 
     let started = Instant::now();
-    let first = api
-        .create_from("three", 0, "live-0")
-        .await
-        .expect("create");
+    let first = api.create_from("three", 0, "live-0").await.expect("create");
     let id = first["id"].as_str().expect("an id").to_owned();
     let mut stream = SseClient::open(
         client
@@ -97,7 +94,11 @@ async fn changes_made_by_a_worker_process_reach_the_api_process_live_and_its_web
     }
     let received = receiver
         .wait_for("every webhook", Duration::from_secs(30), |r| {
-            first_arrivals(r).values().filter(|kinds| kinds.len() == 5).count() == ONBOARDINGS
+            first_arrivals(r)
+                .values()
+                .filter(|kinds| kinds.len() == 5)
+                .count()
+                == ONBOARDINGS
         })
         .await;
     assert!(received.iter().all(|r| r.verified));
@@ -123,7 +124,12 @@ fn first_arrivals(received: &[onramp_testkit::ReceivedWebhook]) -> HashMap<Strin
     for r in received {
         if seen.insert(r.id.clone()) {
             by_onboarding
-                .entry(r.body["onboarding_id"].as_str().unwrap_or_default().to_owned())
+                .entry(
+                    r.body["onboarding_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
                 .or_default()
                 .push(r.body["type"].as_str().unwrap_or_default().to_owned());
         }
