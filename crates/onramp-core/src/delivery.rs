@@ -231,6 +231,29 @@ mod tests {
     }
 
     #[test]
+    fn the_state_machine_doc_draws_every_allowed_transition() {
+        let doc = include_str!("../../../docs/state-machines.md");
+        let section = doc
+            .split("## Event delivery")
+            .nth(1)
+            .expect("docs/state-machines.md has an Event delivery section");
+        for from in DeliveryStatus::ALL {
+            for event in [
+                DeliveryEvent::Claim,
+                DeliveryEvent::Deliver,
+                DeliveryEvent::Fail,
+                DeliveryEvent::GiveUp,
+                DeliveryEvent::Replay,
+            ] {
+                if let Ok(to) = transition(from, event) {
+                    let edge = format!("{} --> {}", from.as_str(), to.as_str());
+                    assert!(section.contains(&edge), "the doc lacks `{edge}`");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn statuses_round_trip_through_their_names() {
         for status in DeliveryStatus::ALL {
             assert_eq!(status.as_str().parse::<DeliveryStatus>(), Ok(status));

@@ -94,8 +94,8 @@ impl Watch {
         let closing = self.hub.closing.clone();
         tokio::select! {
             () = closing.cancelled() => false,
-            r = self.own.changed() => r.is_ok() || !closing.is_cancelled(),
-            r = self.everyone.changed() => r.is_ok() || !closing.is_cancelled(),
+            Ok(()) = self.own.changed() => true,
+            Ok(()) = self.everyone.changed() => true,
         }
     }
 }
@@ -143,5 +143,48 @@ async fn forward(
                 hub.everyone.send_modify(|n| *n = n.wrapping_add(1));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onramp_core::onboarding::OnboardingStatus;
+    use onramp_store::Changed;
+
+    fn change(id: &OnboardingId) -> Changed {
+        Changed {
+            id: id.clone(),
+            status: OnboardingStatus::Running,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_changed_onboardings_subscribers_wake_and_closing_ends_them() {
+        let signals = Signals::default();
+        let live = LiveUpdates::start(&signals, Duration::from_secs(3600));
+        let (a, b) = (OnboardingId::new(), OnboardingId::new());
+        let mut watch_a = live.watch(&a);
+        let mut also_a = live.watch(&a);
+        let watch_b = live.watch(&b);
+        assert_eq!(live.watched(), 2);
+
+        signals.changed(change(&b));
+        let woke = tokio::time::timeout(Duration::from_millis(100), watch_a.changed()).await;
+        assert!(woke.is_err(), "a change of b does not wake a");
+        signals.changed(change(&a));
+        let woke = tokio::time::timeout(Duration::from_secs(5), watch_a.changed()).await;
+        assert_eq!(woke, Ok(true));
+        let woke = tokio::time::timeout(Duration::from_secs(5), also_a.changed()).await;
+        assert_eq!(woke, Ok(true), "every subscriber of a wakes");
+
+        drop(watch_b);
+        assert_eq!(live.watched(), 1, "b's last subscriber left");
+        drop(also_a);
+        assert_eq!(live.watched(), 1, "a still has a subscriber");
+
+        live.close();
+        let woke = tokio::time::timeout(Duration::from_secs(5), watch_a.changed()).await;
+        assert_eq!(woke, Ok(false), "closing ends the wait");
     }
 }
