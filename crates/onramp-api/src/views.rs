@@ -3,7 +3,10 @@
 use onramp_core::audit::AuditEntry;
 use onramp_core::plan::progress;
 use onramp_core::time::Millis;
-use onramp_store::{DeadLetterRecord, OnboardingRecord, StageCounts, StepRecord, TemplateRecord};
+use onramp_store::{
+    DeadLetterRecord, DeliveryRecord, OnboardingRecord, StageCounts, StatusChange, StepRecord,
+    TemplateRecord, WebhookRecord,
+};
 use serde_json::{Value, json};
 
 fn time(t: Millis) -> Value {
@@ -64,6 +67,49 @@ pub fn status(o: &OnboardingRecord) -> Value {
         "progress": progress(o.succeeded_steps, o.total_steps),
         "error": o.error,
         "retry_available": o.retry_available,
+    })
+}
+
+/// The status JSON as of one recorded change (the `data` of an SSE `status` event): the same
+/// shape as `GET /v1/onboardings/{id}/status`.
+pub fn status_change(c: &StatusChange) -> Value {
+    json!({
+        "id": c.onboarding_id,
+        "status": c.status,
+        "stage": c.stage,
+        "progress": progress(c.succeeded_steps, c.total_steps),
+        "error": c.error,
+        "retry_available": c.retry_available,
+    })
+}
+
+/// A webhook endpoint; its secret only when `with_secret` (the create response).
+pub fn webhook(w: &WebhookRecord, with_secret: bool) -> Value {
+    let mut v = json!({
+        "id": w.id,
+        "url": w.url,
+        "events": w.events,
+        "created_at": time(w.created_at),
+    });
+    if with_secret {
+        v["secret"] = Value::String(w.secret.clone());
+    }
+    v
+}
+
+/// A delivery of an event to a webhook endpoint.
+pub fn delivery(d: &DeliveryRecord) -> Value {
+    json!({
+        "id": d.id,
+        "event_id": d.event_id,
+        "event_type": d.event_type,
+        "onboarding_id": d.onboarding_id,
+        "status": d.status,
+        "attempts": d.attempts,
+        "last_error": d.last_error,
+        "next_attempt_at": opt_time(d.next_attempt_at),
+        "created_at": time(d.created_at),
+        "updated_at": time(d.updated_at),
     })
 }
 

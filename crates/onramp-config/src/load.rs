@@ -265,6 +265,16 @@ struct RawTemplate {
 #[derive(Deserialize)]
 struct RawEvents {
     amqp: Option<RawAmqp>,
+    webhooks: Option<RawWebhooks>,
+    keep_alive: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawWebhooks {
+    timeout: Option<String>,
+    retry_for: Option<String>,
+    backoff: Option<RawBackoff>,
+    concurrency: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -370,6 +380,14 @@ impl Decoder<'_> {
                 "events" => {
                     if let Some(raw) = self.decode::<RawEvents>(value, &path) {
                         config.events.amqp = raw.amqp.and_then(|a| self.amqp(a, &path.key("amqp")));
+                        config.events.keep_alive = self.positive_duration(
+                            raw.keep_alive,
+                            &path.key("keep_alive"),
+                            config.events.keep_alive,
+                        );
+                        if let Some(w) = raw.webhooks {
+                            config.events.webhooks = self.webhooks(w, &path.key("webhooks"));
+                        }
                     }
                 }
                 "worker" => {
@@ -578,33 +596,7 @@ impl Decoder<'_> {
 
     fn stage(&mut self, raw: RawStage, path: &KeyPath) -> StageConfig {
         let d = StageConfig::default();
-        let backoff = match raw.backoff {
-            None => d.backoff,
-            Some(b) => {
-                let at = path.key("backoff");
-                let initial = self.duration(b.initial, &at.key("initial"), d.backoff.initial);
-                let max = self.duration(b.max, &at.key("max"), d.backoff.max);
-                let multiplier = b.multiplier.unwrap_or(d.backoff.multiplier);
-                if !(1.0..=100.0).contains(&multiplier) {
-                    self.errors
-                        .at(&at.key("multiplier"), "must be between 1.0 and 100.0");
-                }
-                if initial > max {
-                    self.errors.at(
-                        &at.key("initial"),
-                        format!(
-                            "is longer than backoff.max ({})",
-                            humantime::format_duration(max)
-                        ),
-                    );
-                }
-                Backoff {
-                    initial,
-                    max,
-                    multiplier: multiplier.clamp(1.0, 100.0),
-                }
-            }
-        };
+        let backoff = self.backoff(raw.backoff, &path.key("backoff"), d.backoff);
         StageConfig {
             concurrency: self.integer(
                 raw.concurrency,
@@ -861,6 +853,48 @@ impl Decoder<'_> {
             tasks,
             on_failure: on_failure?,
         })
+    }
+
+    fn backoff(&mut self, raw: Option<RawBackoff>, at: &KeyPath, default: Backoff) -> Backoff {
+        let Some(b) = raw else {
+            return default;
+        };
+        let initial = self.duration(b.initial, &at.key("initial"), default.initial);
+        let max = self.duration(b.max, &at.key("max"), default.max);
+        let multiplier = b.multiplier.unwrap_or(default.multiplier);
+        if !(1.0..=100.0).contains(&multiplier) {
+            self.errors
+                .at(&at.key("multiplier"), "must be between 1.0 and 100.0");
+        }
+        if initial > max {
+            self.errors.at(
+                &at.key("initial"),
+                format!(
+                    "is longer than backoff.max ({})",
+                    humantime::format_duration(max)
+                ),
+            );
+        }
+        Backoff {
+            initial,
+            max,
+            multiplier: multiplier.clamp(1.0, 100.0),
+        }
+    }
+
+    fn webhooks(&mut self, raw: RawWebhooks, path: &KeyPath) -> WebhooksConfig {
+        let d = WebhooksConfig::default();
+        WebhooksConfig {
+            timeout: self.positive_duration(raw.timeout, &path.key("timeout"), d.timeout),
+            retry_for: self.positive_duration(raw.retry_for, &path.key("retry_for"), d.retry_for),
+            backoff: self.backoff(raw.backoff, &path.key("backoff"), d.backoff),
+            concurrency: self.integer(
+                raw.concurrency,
+                &path.key("concurrency"),
+                (1, 256),
+                d.concurrency as i64,
+            ) as usize,
+        }
     }
 
     fn amqp(&mut self, raw: RawAmqp, path: &KeyPath) -> Option<AmqpConfig> {

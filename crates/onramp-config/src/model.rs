@@ -286,10 +286,55 @@ pub struct TemplateConfig {
 }
 
 /// `[events]`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventsConfig {
     /// `[events.amqp]`: publish events to RabbitMQ.
     pub amqp: Option<AmqpConfig>,
+    /// `[events.webhooks]`: how webhook deliveries are attempted and retried.
+    pub webhooks: WebhooksConfig,
+    /// `[events] keep_alive`: how often an idle event stream sends a comment line, so that
+    /// proxies keep the connection open (default 15 s).
+    pub keep_alive: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            amqp: None,
+            webhooks: WebhooksConfig::default(),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+/// `[events.webhooks]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhooksConfig {
+    /// How long one POST may take before it counts as failed (default 10 s).
+    pub timeout: Duration,
+    /// How long a delivery is retried, from its first attempt, before it is dead
+    /// (default 24 h).
+    pub retry_for: Duration,
+    /// The delay between attempts (default 5 s doubling up to 1 h, equal jitter).
+    pub backoff: Backoff,
+    /// POSTs in flight at once per endpoint and process (default 4); an endpoint's deliveries
+    /// never wait for another endpoint's.
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(24 * 3600),
+            backoff: Backoff {
+                initial: Duration::from_secs(5),
+                max: Duration::from_secs(3600),
+                multiplier: 2.0,
+            },
+            concurrency: 4,
+        }
+    }
 }
 
 /// `[events.amqp]`.

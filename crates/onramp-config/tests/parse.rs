@@ -400,3 +400,56 @@ fn variables_no_onboarding_defines_are_errors_of_the_task() {
         "`customer.phone` is not defined",
     );
 }
+
+#[test]
+fn webhook_delivery_policy_and_keep_alive_parse_with_24_hour_defaults() {
+    let defaults = parse("").expect("defaults");
+    assert_eq!(
+        defaults.events.webhooks.retry_for,
+        Duration::from_secs(24 * 3600)
+    );
+    assert_eq!(defaults.events.keep_alive, Duration::from_secs(15));
+
+    let config = parse(
+        r#"
+[events]
+keep_alive = "2s"
+
+[events.webhooks]
+timeout = "3s"
+retry_for = "10m"
+backoff = { initial = "1s", max = "30s", multiplier = 3.0 }
+concurrency = 8
+"#,
+    )
+    .expect("valid");
+    let hooks = &config.events.webhooks;
+    assert_eq!(config.events.keep_alive, Duration::from_secs(2));
+    assert_eq!(hooks.timeout, Duration::from_secs(3));
+    assert_eq!(hooks.retry_for, Duration::from_secs(600));
+    assert_eq!(hooks.backoff.initial, Duration::from_secs(1));
+    assert_eq!(hooks.backoff.max, Duration::from_secs(30));
+    assert_eq!(hooks.backoff.multiplier, 3.0);
+    assert_eq!(hooks.concurrency, 8);
+
+    assert_one_error_at(
+        "[events.webhooks]\nretry_for = \"soon\"\n",
+        "events.webhooks.retry_for",
+        "",
+    );
+    assert_one_error_at(
+        "[events.webhooks]\nconcurrency = 0\n",
+        "events.webhooks.concurrency",
+        "out of range",
+    );
+    assert_one_error_at(
+        "[events.webhooks]\nbackoff = { initial = \"1m\", max = \"1s\" }\n",
+        "events.webhooks.backoff.initial",
+        "longer than backoff.max",
+    );
+    assert_one_error_at(
+        "[events.webhooks]\nretries = 3\n",
+        "events.webhooks.retries",
+        "",
+    );
+}

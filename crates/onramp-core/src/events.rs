@@ -40,6 +40,19 @@ pub enum EventType {
 }
 
 impl EventType {
+    /// Every event type.
+    pub const ALL: [EventType; 9] = [
+        Self::OnboardingCreated,
+        Self::OnboardingCompleted,
+        Self::OnboardingFailed,
+        Self::OnboardingCancelled,
+        Self::StepSucceeded,
+        Self::StepDeadLettered,
+        Self::TaskAssigned,
+        Self::TaskCompleted,
+        Self::TaskOverdue,
+    ];
+
     /// The event's name, e.g. `onboarding.completed`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +75,17 @@ impl fmt::Display for EventType {
     }
 }
 
+impl std::str::FromStr for EventType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown event type `{s}`"))
+    }
+}
+
 /// An event to write to the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
@@ -75,4 +99,18 @@ pub struct NewEvent {
     pub at: Millis,
     /// The event's data.
     pub data: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_round_trip_through_their_names() {
+        for t in EventType::ALL {
+            assert_eq!(t.as_str().parse::<EventType>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).ok(), Some(Value::from(t.as_str())));
+        }
+        assert!("onboarding.exploded".parse::<EventType>().is_err());
+    }
 }

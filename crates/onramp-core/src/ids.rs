@@ -1,4 +1,4 @@
-//! Identifiers with a type prefix (`onb_`, `stp_`, `tsk_`, `csr_`, `dlq_`, `whk_`, `evt_`).
+//! Identifiers with a type prefix (`onb_`, `stp_`, `tsk_`, `csr_`, `dlq_`, `whk_`, `evt_`, `dlv_`).
 //!
 //! An id is the prefix followed by a UUIDv7 in 32 lowercase hex digits, so ids sort by
 //! creation time (cursor pagination relies on that). They are built only by [`new`] or
@@ -104,6 +104,9 @@ prefixed_id!(
 prefixed_id!(
     /// An event in the outbox.
     EventId, "evt_", "event");
+prefixed_id!(
+    /// One event's delivery to one destination (a webhook endpoint or the broker).
+    DeliveryId, "dlv_", "delivery");
 
 /// The position of a step within its onboarding, starting at 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -7,7 +7,8 @@
 //!
 //! Invariants kept here:
 //! - every status change of an onboarding goes through [`onboarding::transition`], every
-//!   status change of a step through [`step::transition`];
+//!   status change of a step through [`step::transition`], every status change of an event
+//!   delivery through [`delivery::transition`];
 //! - time is read only through [`clock::Clock`] and randomness is passed in.
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod clock;
 pub mod customer;
+pub mod delivery;
 pub mod events;
 pub mod ids;
 pub mod names;
@@ -26,6 +28,7 @@ pub mod pacer;
 pub mod plan;
 pub mod step;
 pub mod time;
+pub mod webhook;
 
 pub use ids::*;
 pub use names::*;

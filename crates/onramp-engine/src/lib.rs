@@ -7,6 +7,9 @@
 //! - [`completer`]: turns outcomes into decisions and hands them to the store in batches —
 //!   the only place that finishes steps.
 //! - [`scheduler`]: time-driven duties (expired leases, pickup timeouts), each with `run_once`.
+//! - [`outbox`]: delivers committed events to webhooks and the AMQP broker.
+//! - [`live`]: wakes live status streams when their onboarding changes.
+//! - [`webhooks`]: the webhook endpoint commands.
 //! - [`runtime`]: starts and stops all of it under one cancellation token.
 #![forbid(unsafe_code)]
 
@@ -15,10 +18,13 @@ pub mod commands;
 pub mod completer;
 mod error;
 pub mod executor;
+pub mod live;
+pub mod outbox;
 pub mod runtime;
 pub mod scheduler;
 pub mod services;
 pub mod tokens;
+pub mod webhooks;
 pub mod worker;
 
 pub use error::EngineError;
@@ -30,6 +36,9 @@ use onramp_store::SharedStore;
 use parking_lot::RwLock;
 use std::collections::HashSet;
 use std::sync::Arc;
+
+/// How often live status streams look for changes whose notification was lost.
+const LIVE_RESYNC: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Shared state of one onramp process.
 pub struct Engine {
@@ -45,6 +54,10 @@ pub struct Engine {
     pub http: reqwest::Client,
     /// Circuit breakers, rate limits and statistics of the external services.
     pub services: services::Services,
+    /// Wake-ups of live status streams.
+    pub live: live::LiveUpdates,
+    /// How event delivery is doing in this process (for `/readyz`).
+    pub events_health: Arc<outbox::EventsHealth>,
     paused: RwLock<HashSet<StageName>>,
 }
 
@@ -77,7 +90,10 @@ impl Engine {
             .user_agent(concat!("onramp/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
+        let live = live::LiveUpdates::start(&store.signals(), LIVE_RESYNC);
         Ok(Arc::new(Engine {
+            live,
+            events_health: Arc::default(),
             store,
             config: Arc::new(config),
             clock,

@@ -1,7 +1,8 @@
-//! Starts and stops the workers, the completer and the scheduler of one process.
+//! Starts and stops the workers, the completer, the scheduler and the event dispatcher of one
+//! process.
 
 use crate::completer::Completer;
-use crate::{Engine, scheduler, worker};
+use crate::{Engine, outbox, scheduler, worker};
 use onramp_core::StageName;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ pub struct RuntimeOptions {
     pub stages: Option<Vec<StageName>>,
     /// Whether to run the scheduler's duties.
     pub scheduler: bool,
+    /// Whether to deliver events (the outbox dispatcher).
+    pub events: bool,
 }
 
 /// The running background work of a process.
@@ -56,6 +59,9 @@ impl Runtime {
         }
         if options.scheduler {
             workers.spawn(scheduler::run(engine.clone(), shutdown.clone()));
+        }
+        if options.events {
+            workers.spawn(outbox::run(engine.clone(), shutdown.clone()));
         }
         Runtime {
             shutdown,

@@ -10,7 +10,7 @@
 //! for microseconds). A notification is only a hint: one lost to a crash between the commit
 //! and the send costs the listener a poll interval, never data.
 
-use crate::listener::{CHANGED_CHANNEL, ChangedPayload, WAKE_CHANNEL};
+use crate::listener::{CHANGED_CHANNEL, ChangedPayload, PUBLISHED_CHANNEL, WAKE_CHANNEL};
 use crate::store::Notices;
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -59,15 +59,20 @@ impl Announcer {
                 Err(e) => tracing::debug!(error = %e, "could not encode a change notice"),
             }
         }
+        if notices.published {
+            let _ = self.queue.send((PUBLISHED_CHANNEL, String::new()));
+        }
     }
 }
 
 async fn send_all(pool: PgPool, mut pending: mpsc::UnboundedReceiver<Notification>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // One wake-up per stage is as good as many.
+        // One wake-up per stage is as good as many, and one "published" as good as many.
         let mut seen = HashSet::new();
-        batch.retain(|(channel, payload)| *channel != WAKE_CHANNEL || seen.insert(payload.clone()));
+        batch.retain(|(channel, payload)| {
+            *channel == CHANGED_CHANNEL || seen.insert((*channel, payload.clone()))
+        });
         if let Err(e) = send(&pool, &batch).await {
             tracing::debug!(error = %e, count = batch.len(), "could not send notifications; listeners will poll");
         }

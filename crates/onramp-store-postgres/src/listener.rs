@@ -20,6 +20,8 @@ use std::time::Duration;
 pub const WAKE_CHANNEL: &str = "onramp_wake";
 /// The channel whose payload is a [`ChangedPayload`] as JSON.
 pub const CHANGED_CHANNEL: &str = "onramp_changed";
+/// The channel that says "events were published" (no payload).
+pub const PUBLISHED_CHANNEL: &str = "onramp_published";
 
 /// Longest pause between reconnection attempts while the database is down.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
@@ -52,7 +54,7 @@ pub async fn start(
 ) -> StoreResult<ListenerTask> {
     let mut listener = PgListener::connect_with(pool).await.map_err(db_error)?;
     listener
-        .listen_all([WAKE_CHANNEL, CHANGED_CHANNEL])
+        .listen_all([WAKE_CHANNEL, CHANGED_CHANNEL, PUBLISHED_CHANNEL])
         .await
         .map_err(db_error)?;
     Ok(ListenerTask(tokio::spawn(listen(
@@ -68,8 +70,13 @@ async fn listen(mut listener: PgListener, signals: Arc<Signals>, origin: Arc<str
                 delay = Duration::from_millis(100);
                 dispatch(&notification, &signals, &origin);
             }
-            // The connection dropped; the next receive reconnects and listens again.
-            Ok(None) => tracing::warn!("lost the PostgreSQL notification connection; reconnecting"),
+            // The connection dropped; the next receive reconnects and listens again. Whatever
+            // was announced meanwhile is lost: say "published" so that event dispatchers
+            // and streams look for themselves.
+            Ok(None) => {
+                tracing::warn!("lost the PostgreSQL notification connection; reconnecting");
+                signals.published();
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL notification listener failed; retrying");
                 tokio::time::sleep(delay).await;
@@ -95,6 +102,7 @@ fn dispatch(notification: &PgNotification, signals: &Signals, origin: &str) {
                 "ignoring a bad change notice"
             ),
         },
+        PUBLISHED_CHANNEL => signals.published(),
         _ => {}
     }
 }

@@ -3,12 +3,13 @@
 
 use crate::announcer::Announcer;
 use crate::listener::{self, ListenerTask};
-use crate::{db_error, migrate, onboardings, operations, queue, registry};
+use crate::{db_error, events, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
+use onramp_core::events::EventType;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
+use onramp_core::{DeadLetterId, DeliveryId, OnboardingId, StageName, TemplateName, WebhookId};
 use onramp_store::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
@@ -159,6 +160,8 @@ pub struct Notices {
     pub wake: Vec<StageName>,
     /// Onboardings that changed.
     pub changed: Vec<Changed>,
+    /// Events were published (or deliveries became due by a replay).
+    pub published: bool,
 }
 
 impl Notices {
@@ -166,6 +169,7 @@ impl Notices {
     pub fn merge(&mut self, other: Notices) {
         self.wake.extend(other.wake);
         self.changed.extend(other.changed);
+        self.published |= other.published;
     }
 
     /// The woken stages, each once.
@@ -185,6 +189,9 @@ impl Notices {
         }
         for change in self.changed {
             signals.changed(change);
+        }
+        if self.published {
+            signals.published();
         }
     }
 }
@@ -480,5 +487,107 @@ impl Store for PostgresStore {
 
     async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()> {
         registry::revoke_token(&mut *self.connection().await?, name, now).await
+    }
+
+    async fn status_changes(
+        &self,
+        id: &OnboardingId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<StatusChange>> {
+        events::status_changes(&mut *self.connection().await?, id, after, limit).await
+    }
+
+    async fn publish_events(
+        &self,
+        limit: usize,
+        amqp: bool,
+        now: Millis,
+    ) -> StoreResult<Published> {
+        let mut tx = self.begin().await?;
+        let (published, notices) = events::publish(&mut tx, limit, amqp, now).await?;
+        self.commit(tx, notices).await?;
+        Ok(published)
+    }
+
+    async fn published_events(
+        &self,
+        after: i64,
+        types: &[EventType],
+        limit: usize,
+    ) -> StoreResult<Vec<PublishedEvent>> {
+        events::published_events(&mut *self.connection().await?, after, types, limit).await
+    }
+
+    async fn last_published_seq(&self) -> StoreResult<i64> {
+        events::last_published_seq(&mut *self.connection().await?).await
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<WebhookRecord> {
+        events::create_webhook(&mut *self.connection().await?, new).await
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
+        events::list_webhooks(&mut *self.connection().await?).await
+    }
+
+    async fn get_webhook(&self, id: &WebhookId) -> StoreResult<WebhookRecord> {
+        events::get_webhook(&mut *self.connection().await?, id).await
+    }
+
+    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        events::delete_webhook(&mut tx, id).await?;
+        self.commit(tx, Notices::default()).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        target: &DeliveryTarget,
+        limit: usize,
+        now: Millis,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let claimed = events::claim_deliveries(&mut tx, target, limit, now, lease_for).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(claimed)
+    }
+
+    async fn finish_deliveries(&self, finishes: Vec<DeliveryFinish>) -> Vec<StoreResult<()>> {
+        let n = finishes.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let mut conn = match self.connection().await {
+            Ok(conn) => conn,
+            Err(e) => return vec![Err(e); n],
+        };
+        events::finish_deliveries(&mut conn, &finishes)
+            .await
+            .unwrap_or_else(|e| vec![Err(e); n])
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest<DeliveryId>,
+    ) -> StoreResult<Page<DeliveryRecord, DeliveryId>> {
+        events::list_deliveries(&mut *self.connection().await?, filter, page).await
+    }
+
+    async fn replay_deliveries(
+        &self,
+        target: &DeliveryTarget,
+        only: Option<&DeliveryId>,
+        now: Millis,
+    ) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let (replayed, notices) = events::replay_deliveries(&mut tx, target, only, now).await?;
+        self.commit(tx, notices).await?;
+        Ok(replayed)
     }
 }

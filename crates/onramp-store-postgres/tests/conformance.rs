@@ -65,6 +65,12 @@ conformance!(
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
     onboardings_are_counted_by_status,
+    status_changes_record_every_visible_change,
+    publication_orders_events_and_fans_out_to_subscribers,
+    deliveries_keep_each_onboardings_order_and_fence_stale_leases,
+    failed_deliveries_retry_die_and_replay,
+    webhooks_are_created_listed_and_deleted,
+    concurrent_delivery_claimers_take_each_delivery_once,
 );
 
 #[test]
@@ -166,6 +172,9 @@ async fn processes_starting_together_migrate_once() {
             .await
             .expect("versions");
     assert_eq!(versions, vec![1, 2], "each migration applied once");
+    // Every migration applied exactly once, in order.
+    assert!(versions.len() >= 2, "{versions:?}");
+    assert_eq!(versions, (1..=versions.len() as i32).collect::<Vec<_>>());
     let record = create(&stores[1], &[("a", "s1")]).await;
     assert_eq!(
         stores[3].get_onboarding(&record.id).await.expect("get"),

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod events;
 mod migrate;
 mod onboardings;
 mod operations;

@@ -2,12 +2,13 @@
 //! call to the module that does it.
 
 use crate::writer::{AfterCommit, Writer};
-use crate::{db_error, migrate, onboardings, operations, queue, registry};
+use crate::{db_error, events, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
+use onramp_core::events::EventType;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
+use onramp_core::{DeadLetterId, DeliveryId, OnboardingId, StageName, TemplateName, WebhookId};
 use onramp_store::*;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -201,17 +202,20 @@ pub struct Notices {
     pub wake: Vec<StageName>,
     /// Onboardings that changed.
     pub changed: Vec<Changed>,
+    /// Events were published (or deliveries became due by a replay).
+    pub published: bool,
 }
 
 impl Notices {
     fn is_empty(&self) -> bool {
-        self.wake.is_empty() && self.changed.is_empty()
+        self.wake.is_empty() && self.changed.is_empty() && !self.published
     }
 
     /// Adds another write's notices.
     pub fn merge(&mut self, other: Notices) {
         self.wake.extend(other.wake);
         self.changed.extend(other.changed);
+        self.published |= other.published;
     }
 
     fn send(self, signals: &Signals) {
@@ -224,6 +228,9 @@ impl Notices {
         }
         for change in self.changed {
             signals.changed(change);
+        }
+        if self.published {
+            signals.published();
         }
     }
 }
@@ -457,6 +464,100 @@ impl Store for SqliteStore {
     async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()> {
         let name = name.to_owned();
         self.write(move |c| registry::revoke_token(c, &name, now))
+            .await
+    }
+
+    async fn status_changes(
+        &self,
+        id: &OnboardingId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<StatusChange>> {
+        let id = id.clone();
+        self.read(move |c| events::status_changes(c, &id, after, limit))
+            .await
+    }
+
+    async fn publish_events(
+        &self,
+        limit: usize,
+        amqp: bool,
+        now: Millis,
+    ) -> StoreResult<Published> {
+        self.write(move |c| events::publish(c, limit, amqp, now))
+            .await
+    }
+
+    async fn published_events(
+        &self,
+        after: i64,
+        types: &[EventType],
+        limit: usize,
+    ) -> StoreResult<Vec<PublishedEvent>> {
+        let types = types.to_vec();
+        self.read(move |c| events::published_events(c, after, &types, limit))
+            .await
+    }
+
+    async fn last_published_seq(&self) -> StoreResult<i64> {
+        self.read(events::last_published_seq).await
+    }
+
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<WebhookRecord> {
+        self.write(move |c| events::create_webhook(c, new)).await
+    }
+
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
+        self.read(events::list_webhooks).await
+    }
+
+    async fn get_webhook(&self, id: &WebhookId) -> StoreResult<WebhookRecord> {
+        let id = id.clone();
+        self.read(move |c| events::get_webhook(c, &id)).await
+    }
+
+    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<()> {
+        let id = id.clone();
+        self.write(move |c| events::delete_webhook(c, &id)).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        target: &DeliveryTarget,
+        limit: usize,
+        now: Millis,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        let target = target.clone();
+        self.write(move |c| events::claim_deliveries(c, &target, limit, now, lease_for))
+            .await
+    }
+
+    async fn finish_deliveries(&self, finishes: Vec<DeliveryFinish>) -> Vec<StoreResult<()>> {
+        let jobs = finishes
+            .into_iter()
+            .map(|f| self.write(move |c| events::finish_delivery(c, f)));
+        futures::future::join_all(jobs).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest<DeliveryId>,
+    ) -> StoreResult<Page<DeliveryRecord, DeliveryId>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.read(move |c| events::list_deliveries(c, &filter, &page))
+            .await
+    }
+
+    async fn replay_deliveries(
+        &self,
+        target: &DeliveryTarget,
+        only: Option<&DeliveryId>,
+        now: Millis,
+    ) -> StoreResult<u64> {
+        let (target, only) = (target.clone(), only.cloned());
+        self.write(move |c| events::replay_deliveries(c, &target, only.as_ref(), now))
             .await
     }
 }

@@ -57,6 +57,12 @@ conformance!(
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
     onboardings_are_counted_by_status,
+    status_changes_record_every_visible_change,
+    publication_orders_events_and_fans_out_to_subscribers,
+    deliveries_keep_each_onboardings_order_and_fence_stale_leases,
+    failed_deliveries_retry_die_and_replay,
+    webhooks_are_created_listed_and_deleted,
+    concurrent_delivery_claimers_take_each_delivery_once,
 );
 
 #[test]

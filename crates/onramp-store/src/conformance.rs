@@ -23,6 +23,9 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 
+mod events;
+pub use events::*;
+
 /// The time the checks start at (2027-01-15, well clear of any real clock reading).
 pub const T0: Millis = Millis(1_800_000_000_000);
 
@@ -64,6 +67,12 @@ checks!(
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
     onboardings_are_counted_by_status,
+    status_changes_record_every_visible_change,
+    publication_orders_events_and_fans_out_to_subscribers,
+    deliveries_keep_each_onboardings_order_and_fence_stale_leases,
+    failed_deliveries_retry_die_and_replay,
+    webhooks_are_created_listed_and_deleted,
+    concurrent_delivery_claimers_take_each_delivery_once,
 );
 
 /// Runs every check, each on a fresh store from `fresh`, printing the name of each.

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod events;
 mod records;
 mod signals;
 
@@ -21,14 +22,16 @@ mod signals;
 pub mod conformance;
 
 pub use error::{StoreError, StoreResult};
+pub use events::*;
 pub use records::*;
 pub use signals::{Changed, Signals};
 
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
+use onramp_core::events::EventType;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, OnboardingId, StageName, TemplateName};
+use onramp_core::{DeadLetterId, DeliveryId, OnboardingId, StageName, TemplateName, WebhookId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,4 +217,82 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes a token by name.
     async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()>;
+
+    // ----- live status and events -----
+
+    /// The visible status changes of an onboarding after `after` (a [`StatusChange::seq`]),
+    /// oldest first, at most `limit`. With `after = None`, only its latest change. An unknown
+    /// onboarding is [`StoreError::NotFound`].
+    async fn status_changes(
+        &self,
+        id: &OnboardingId,
+        after: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<StatusChange>>;
+
+    /// Publishes up to `limit` outbox events: gives each its place in publication order
+    /// (commit order per onboarding) and creates a pending delivery for every webhook
+    /// subscribed to its type, and one for the broker when `amqp`. Only one process publishes
+    /// at a time; while another does, this returns nothing at once.
+    async fn publish_events(&self, limit: usize, amqp: bool, now: Millis)
+    -> StoreResult<Published>;
+
+    /// Published events after `after`, in publication order, at most `limit`; only those of
+    /// `types` unless it is empty.
+    async fn published_events(
+        &self,
+        after: i64,
+        types: &[EventType],
+        limit: usize,
+    ) -> StoreResult<Vec<PublishedEvent>>;
+
+    /// The place of the last published event (0 when there is none).
+    async fn last_published_seq(&self) -> StoreResult<i64>;
+
+    // ----- webhooks and deliveries -----
+
+    /// Stores a webhook endpoint.
+    async fn create_webhook(&self, new: NewWebhook) -> StoreResult<WebhookRecord>;
+
+    /// Every webhook endpoint, oldest first.
+    async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRecord>>;
+
+    /// One webhook endpoint.
+    async fn get_webhook(&self, id: &WebhookId) -> StoreResult<WebhookRecord>;
+
+    /// Deletes a webhook endpoint and its deliveries.
+    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<()>;
+
+    /// Claims up to `limit` due deliveries to `target`, each the oldest open delivery of its
+    /// onboarding (so one onboarding's events reach a target in order): pending or retrying
+    /// ones due by `now`, or sending ones whose lease ran out. Each gets a fresh lease until
+    /// `now + lease_for` and its attempt counted.
+    async fn claim_deliveries(
+        &self,
+        target: &DeliveryTarget,
+        limit: usize,
+        now: Millis,
+        lease_for: Duration,
+    ) -> StoreResult<Vec<ClaimedDelivery>>;
+
+    /// Records how attempts ended; results in input order. A finish whose lease was taken
+    /// over is [`StoreError::Conflict`].
+    async fn finish_deliveries(&self, finishes: Vec<DeliveryFinish>) -> Vec<StoreResult<()>>;
+
+    /// Deliveries to a target, oldest first.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest<DeliveryId>,
+    ) -> StoreResult<Page<DeliveryRecord, DeliveryId>>;
+
+    /// Replays dead deliveries to `target` (only `only` when given): dead → pending, due at
+    /// once, with a new retry window. Returns how many. Replaying a delivery that is not dead
+    /// is [`StoreError::InvalidTransition`]; an unknown one [`StoreError::NotFound`].
+    async fn replay_deliveries(
+        &self,
+        target: &DeliveryTarget,
+        only: Option<&DeliveryId>,
+        now: Millis,
+    ) -> StoreResult<u64>;
 }

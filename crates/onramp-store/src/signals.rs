@@ -1,4 +1,5 @@
-//! In-process notifications: "stage X has claimable work" and "onboarding Y changed".
+//! In-process notifications: "stage X has claimable work", "onboarding Y changed" and "events
+//! were published".
 //!
 //! A store fires them after a commit (and, for PostgreSQL, when another process's commit is
 //! announced). They only shorten waits; workers poll as well, so nothing depends on them.
@@ -9,7 +10,7 @@ use onramp_core::onboarding::OnboardingStatus;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 /// An onboarding changed (status, step, or anything visible in its status JSON).
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,7 @@ pub struct Changed {
 pub struct Signals {
     stages: Mutex<HashMap<StageName, Arc<Notify>>>,
     changes: broadcast::Sender<Changed>,
+    published: watch::Sender<u64>,
 }
 
 impl Default for Signals {
@@ -32,6 +34,7 @@ impl Default for Signals {
         Self {
             stages: Mutex::new(HashMap::new()),
             changes: broadcast::channel(4096).0,
+            published: watch::channel(0).0,
         }
     }
 }
@@ -56,5 +59,17 @@ impl Signals {
     /// Subscribes to onboarding changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Changed> {
         self.changes.subscribe()
+    }
+
+    /// Announces that events were published (they now have deliveries and a place on the
+    /// event stream).
+    pub fn published(&self) {
+        self.published.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Subscribes to "events were published"; `changed()` on the receiver resolves after
+    /// the next publication.
+    pub fn subscribe_published(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
     }
 }

@@ -284,6 +284,7 @@ impl TestApp {
             RuntimeOptions {
                 stages: None,
                 scheduler: self.scheduler,
+                events: true,
             },
         ));
     }
@@ -297,6 +298,7 @@ impl TestApp {
 
     /// Stops the API and then the workers, gracefully.
     pub async fn stop(mut self) {
+        self.engine.live.close();
         self.http_stop.cancel();
         if let Some(http) = self.http.take() {
             let _ = http.await;

@@ -7,6 +7,8 @@
 //!   do: [`TestApp::create_onboarding`], [`TestApp::wait_for_status`], ...
 //! - [`FakeService`]: an external HTTP service on loopback that answers from a script per
 //!   path and records every request it receives.
+//! - [`WebhookReceiver`]: a webhook endpoint that verifies signatures with an independent
+//!   Standard Webhooks implementation; [`SseClient`]: reads event streams over real HTTP.
 //! - [`wait_until`]: the one way tests wait — a bounded poll with a deadline and a message
 //!   saying what was last seen. Tests never sleep to wait for work.
 //! - [`factory`]: valid request bodies with fresh customers.
@@ -41,13 +43,19 @@
 mod app;
 pub mod factory;
 mod fake;
+mod proxy;
+mod receiver;
 mod response;
+mod sse;
 mod wait;
 
 pub use app::{Backend, FAST_WORKER, TestApp, TestAppBuilder, step};
 pub use fake::{FakeService, RecordedRequest, Reply};
 pub use onramp_core::clock::ManualClock;
+pub use proxy::TcpProxy;
+pub use receiver::{ReceivedWebhook, WebhookReceiver};
 pub use response::ApiResponse;
+pub use sse::{SseClient, SseEvent, SseItem};
 pub use wait::{DEFAULT_TIMEOUT, wait_until};
 
 /// Installs a log subscriber once per test binary when `TEST_LOG` is set; otherwise logs are

@@ -98,6 +98,7 @@ pub struct Server {
     stop: CancellationToken,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
     runtime: Runtime,
+    engine: Arc<Engine>,
 }
 
 impl Server {
@@ -127,11 +128,14 @@ impl Server {
             stop,
             http,
             runtime,
+            engine,
         })
     }
 
     /// Stops accepting requests, then stops the workers gracefully.
     pub async fn stop(self) {
+        // Live streams end first: a graceful shutdown waits for open connections.
+        self.engine.live.close();
         self.stop.cancel();
         let _ = self.http.await;
         self.runtime.stop(SHUTDOWN_GRACE).await;

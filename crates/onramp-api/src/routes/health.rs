@@ -1,4 +1,5 @@
-//! `/healthz` (the process is up) and `/readyz` (it can reach its database).
+//! `/healthz` (the process is up) and `/readyz` (it can reach its database; and whether its
+//! events flow).
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -11,7 +12,9 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers, 503 otherwise. While the AMQP broker is unreachable the
+/// process still serves (events wait in the outbox), so the answer stays 200 with
+/// `"status": "degraded"` and `"events": {"status": "degraded", "reason": ...}`.
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     state
         .engine
@@ -19,5 +22,11 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(json!({"status": "ready"})))
+    Ok(Json(match state.engine.events_health.degraded() {
+        None => json!({"status": "ready", "events": {"status": "ok"}}),
+        Some(reason) => json!({
+            "status": "degraded",
+            "events": {"status": "degraded", "reason": reason},
+        }),
+    }))
 }

@@ -1,11 +1,13 @@
 //! The route table.
 
 mod dead_letters;
+mod events;
 mod health;
 mod onboardings;
 mod services;
 mod stages;
 mod templates;
+mod webhooks;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -21,6 +23,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/onboardings/{id}", get(onboardings::get))
         .route("/onboardings/{id}/status", get(onboardings::status))
+        .route("/onboardings/{id}/events", get(events::onboarding))
         .route("/onboardings/{id}/audit", get(onboardings::audit))
         .route("/onboardings/{id}/retry", post(onboardings::retry))
         .route("/onboardings/{id}/cancel", post(onboardings::cancel))
@@ -33,7 +36,22 @@ pub fn routes() -> Router<AppState> {
         .route("/stages/{name}/pause", post(stages::pause))
         .route("/stages/{name}/resume", post(stages::resume))
         .route("/templates", get(templates::list))
-        .route("/templates/{name}", get(templates::get).put(templates::put));
+        .route("/templates/{name}", get(templates::get).put(templates::put))
+        .route("/events", get(events::all))
+        .route("/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/webhooks/{id}/deliveries/replay",
+            post(webhooks::replay_all),
+        )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/replay",
+            post(webhooks::replay_one),
+        );
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))

@@ -33,8 +33,10 @@ macro_rules! on_both_backends {
     };
 }
 
+mod amqp;
 mod bad_input;
 mod dead_letters;
+mod events;
 mod idempotency;
 mod lifecycle;
 mod listing;
@@ -44,6 +46,7 @@ mod sagas;
 mod scheduler;
 mod services;
 mod wakeups;
+mod webhooks;
 
 use onramp_testkit::FakeService;
 

@@ -379,6 +379,9 @@ async fn health_and_readiness_need_no_token(backend: Backend) {
     assert_eq!(health.body, json!({"status": "ok"}));
     let ready = app.get_as(None, "/readyz").await;
     ready.assert_status(200);
-    assert_eq!(ready.body, json!({"status": "ready"}));
+    assert_eq!(
+        ready.body,
+        json!({"status": "ready", "events": {"status": "ok"}})
+    );
     app.stop().await;
 }

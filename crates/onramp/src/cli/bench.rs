@@ -308,6 +308,7 @@ async fn bench_engine(
         RuntimeOptions {
             stages: None,
             scheduler: true,
+            events: false,
         },
     );
     Ok(BenchEngine {

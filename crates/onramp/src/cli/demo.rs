@@ -61,6 +61,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         RuntimeOptions {
             stages: None,
             scheduler: true,
+            events: true,
         },
     )
     .await?;

@@ -36,6 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         RuntimeOptions {
             stages: args.no_workers.then(Vec::new),
             scheduler: true,
+            events: true,
         },
     )
     .await?;

@@ -40,6 +40,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         RuntimeOptions {
             stages,
             scheduler: true,
+            events: true,
         },
     );
     tracing::info!("worker running");

@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod migrate_and_help;
 mod postgres_crash;
+mod postgres_live_events;
 mod postgres_timers;
 mod postgres_wakeups;
 mod shutdown;

@@ -29,10 +29,7 @@ fn migrate_creates_the_schema_and_is_idempotent() {
         first.stdout()
     );
     let (version, names) = schema(&scratch);
-    assert!(
-        version >= 2,
-        "every migration applied, got schema version {version}"
-    );
+    assert!(version >= 2, "every migration applied: version {version}");
     for table in [
         "onboardings",
         "steps",
@@ -45,6 +42,10 @@ fn migrate_creates_the_schema_and_is_idempotent() {
         "stages",
         "audit_is_append_only_update",
         "audit_is_append_only_delete",
+        "status_changes",
+        "status_changes_on_update",
+        "webhooks",
+        "deliveries",
     ] {
         assert!(
             names.iter().any(|n| n == table),
