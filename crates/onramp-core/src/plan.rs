@@ -15,10 +15,10 @@ use crate::onboarding::{
     self, FailurePolicy, InvalidTransition, OnboardingEvent, OnboardingStatus,
 };
 use crate::outcome::{HumanTask, Resolution};
-use crate::task::{self as task_machine, TaskEvent, TaskStatus};
-use crate::{CsrId, TaskId};
 use crate::step::{self, InvalidStepTransition, StepEvent, StepStatus};
+use crate::task::{self as task_machine, TaskEvent, TaskStatus};
 use crate::time::Millis;
+use crate::{CsrId, TaskId};
 use serde_json::{Value, json};
 
 /// An onboarding as the planner needs to see it.
@@ -568,7 +568,12 @@ pub fn resolved(
             if let Some(signal) = &wait.signal {
                 detail["signal"] = json!(signal);
             }
-            p.step(step, StepEvent::Wait, |c| c.available_at = wait.until, detail)?;
+            p.step(
+                step,
+                StepEvent::Wait,
+                |c| c.available_at = wait.until,
+                detail,
+            )?;
             if let Some(spec) = wait.task {
                 let id = TaskId::new();
                 p.audit(

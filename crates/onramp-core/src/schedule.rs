@@ -250,7 +250,11 @@ pub struct Candidate {
 
 /// Picks the CSR for a task of `duration`: among those under capacity, the earliest free
 /// slot wins, then fewer active tasks, then the smaller id. Returns the index and the slot.
-pub fn choose(candidates: &[Candidate], duration: Duration, now: Millis) -> Option<(usize, Millis)> {
+pub fn choose(
+    candidates: &[Candidate],
+    duration: Duration,
+    now: Millis,
+) -> Option<(usize, Millis)> {
     candidates
         .iter()
         .enumerate()
@@ -383,7 +387,11 @@ mod tests {
         assert_eq!(slot, at("2026-03-08T06:00:00Z"));
         let three_hours = Duration::from_secs(3 * 3600);
         let slot = earliest_slot(&a, three_hours, at("2026-03-08T00:00:00Z")).unwrap();
-        assert_eq!(slot, at("2026-03-15T05:00:00Z"), "only a normal Sunday fits 3 h");
+        assert_eq!(
+            slot,
+            at("2026-03-15T05:00:00Z"),
+            "only a normal Sunday fits 3 h"
+        );
         // A range starting inside the gap starts at its end (03:00 EDT = 07:00Z).
         let a = av(
             "America/New_York",
@@ -435,10 +443,18 @@ mod tests {
         let b_id = format!("csr_{}", "b".repeat(32));
         // 12:00Z Monday: Berlin is working now, New York not until 14:00Z.
         let now = at("2026-01-19T12:00:00Z");
-        let pick = choose(&[c(&a_id, 0, 5, &ny), c(&b_id, 3, 5, &berlin)], HALF_HOUR, now);
+        let pick = choose(
+            &[c(&a_id, 0, 5, &ny), c(&b_id, 3, 5, &berlin)],
+            HALF_HOUR,
+            now,
+        );
         assert_eq!(pick, Some((1, now)));
         // Both free now: fewer active tasks wins.
-        let pick = choose(&[c(&a_id, 2, 5, &berlin), c(&b_id, 1, 5, &berlin)], HALF_HOUR, now);
+        let pick = choose(
+            &[c(&a_id, 2, 5, &berlin), c(&b_id, 1, 5, &berlin)],
+            HALF_HOUR,
+            now,
+        );
         assert_eq!(pick, Some((1, now)));
         // At capacity: not eligible.
         assert_eq!(choose(&[c(&a_id, 5, 5, &berlin)], HALF_HOUR, now), None);

@@ -130,7 +130,11 @@ mod tests {
                     .iter()
                     .find(|(f, e, _)| *f == from && *e == event)
                     .map(|(_, _, to)| *to);
-                assert_eq!(transition(from, event).ok(), expected, "{from:?} + {event:?}");
+                assert_eq!(
+                    transition(from, event).ok(),
+                    expected,
+                    "{from:?} + {event:?}"
+                );
             }
         }
     }
@@ -141,7 +145,10 @@ mod tests {
         let section = doc.split("## Human task").nth(1).expect("a task section");
         for (from, _, to) in ALLOWED {
             let edge = format!("{} --> {}", from.as_str(), to.as_str());
-            assert!(section.contains(&edge), "docs/state-machines.md lacks `{edge}`");
+            assert!(
+                section.contains(&edge),
+                "docs/state-machines.md lacks `{edge}`"
+            );
         }
     }
 

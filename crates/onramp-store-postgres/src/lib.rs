@@ -24,6 +24,7 @@ mod announcer;
 mod apply;
 mod batch;
 mod errors;
+mod human;
 mod listener;
 mod migrate;
 mod onboardings;

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+mod human;
 mod migrate;
 mod onboardings;
 mod operations;
