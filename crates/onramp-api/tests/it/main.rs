@@ -35,6 +35,7 @@ macro_rules! on_both_backends {
 
 mod bad_input;
 mod dead_letters;
+mod human_tasks;
 mod idempotency;
 mod lifecycle;
 mod listing;
