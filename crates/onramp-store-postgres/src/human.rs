@@ -23,7 +23,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 /// The advisory lock that serialises assignments ("assign" in ASCII).
-const ASSIGN_LOCK: i64 = 0x61_7373_6967_6e;
+const ASSIGN_LOCK: i64 = 0x6173_7369_676e;
 
 async fn lock_assignments(conn: &mut PgConnection) -> StoreResult<()> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")

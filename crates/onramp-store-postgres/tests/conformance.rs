@@ -64,6 +64,8 @@ conformance!(
     cancel_compensates_succeeded_steps_in_reverse_through_the_queue,
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
+    human_tasks_are_assigned_within_capacity_and_completed,
+    signals_are_kept_deduplicated_and_taken_once,
 );
 
 #[test]
@@ -164,7 +166,7 @@ async fn processes_starting_together_migrate_once() {
             .fetch_all(stores[0].pool())
             .await
             .expect("versions");
-    assert_eq!(versions, vec![1, 2], "each migration applied once");
+    assert_eq!(versions, vec![1, 2, 3], "each migration applied once");
     let record = create(&stores[1], &[("a", "s1")]).await;
     assert_eq!(
         stores[3].get_onboarding(&record.id).await.expect("get"),

@@ -56,6 +56,8 @@ conformance!(
     cancel_compensates_succeeded_steps_in_reverse_through_the_queue,
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
+    human_tasks_are_assigned_within_capacity_and_completed,
+    signals_are_kept_deduplicated_and_taken_once,
 );
 
 #[test]

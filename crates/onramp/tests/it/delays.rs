@@ -52,7 +52,11 @@ async fn a_delay_step_survives_kill_9_and_fires_on_time_after_restart() {
         if let Some(at) = found {
             break at;
         }
-        assert!(Instant::now() < deadline, "the delay never started:\n{}", first.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "the delay never started:\n{}",
+            first.stderr()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     first.kill();
@@ -65,10 +69,16 @@ async fn a_delay_step_survives_kill_9_and_fires_on_time_after_restart() {
             let at = o["steps"][0]["finished_at"].as_str().unwrap();
             break at.parse::<jiff::Timestamp>().unwrap().as_millisecond();
         }
-        assert!(Instant::now() < deadline, "not completed after restart: {o}");
+        assert!(
+            Instant::now() < deadline,
+            "not completed after restart: {o}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(finished_at >= wake_at, "ended early: {finished_at} < {wake_at}");
+    assert!(
+        finished_at >= wake_at,
+        "ended early: {finished_at} < {wake_at}"
+    );
     assert!(
         finished_at - wake_at <= 1_500,
         "ended {} ms late (scheduler tick 200 ms, plus start-up)",
