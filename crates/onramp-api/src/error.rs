@@ -85,6 +85,7 @@ impl From<EngineError> for ApiError {
                 details: vec![json!({"template": name})],
             },
             EngineError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
+            EngineError::Forbidden(message) => ApiError::Forbidden(message),
             EngineError::InvalidTransition(message) => ApiError::Conflict {
                 code: "invalid_transition",
                 message,

@@ -170,3 +170,46 @@ pub fn template(t: &TemplateRecord) -> Value {
 pub fn page(items: Vec<Value>, next_cursor: Option<String>) -> Value {
     json!({"items": items, "next_cursor": next_cursor})
 }
+
+/// A CSR.
+pub fn csr(c: &onramp_store::CsrRecord) -> Value {
+    json!({
+        "id": c.id,
+        "name": c.spec.name,
+        "email": c.spec.email,
+        "skills": c.spec.skills,
+        "timezone": c.spec.timezone,
+        "working_hours": c.spec.working_hours,
+        "max_active_tasks": c.spec.max_active_tasks,
+        "active": c.spec.active,
+        "time_off": c.spec.time_off.iter()
+            .map(|t| json!({"from": t.from.to_rfc3339(), "to": t.to.to_rfc3339()}))
+            .collect::<Vec<_>>(),
+        "active_tasks": c.active_tasks,
+        "created_at": c.created_at.to_rfc3339(),
+        "updated_at": c.updated_at.to_rfc3339(),
+    })
+}
+
+/// A human task; `now` decides `overdue`.
+pub fn task(t: &onramp_store::TaskRecord, now: onramp_core::time::Millis) -> Value {
+    let overdue =
+        t.status.is_open() && (t.overdue_at.is_some() || t.due_by.is_some_and(|d| d < now));
+    json!({
+        "id": t.id,
+        "onboarding_id": t.onboarding_id,
+        "step_seq": t.step_seq.0,
+        "task": t.task,
+        "skill": t.skill,
+        "duration_minutes": t.duration_ms / 60_000,
+        "status": t.status,
+        "assignee": t.assignee,
+        "scheduled_for": opt_time(t.scheduled_for),
+        "scheduled_until": opt_time(t.scheduled_until),
+        "due_by": opt_time(t.due_by),
+        "overdue": overdue,
+        "notes": t.notes,
+        "created_at": t.created_at.to_rfc3339(),
+        "closed_at": opt_time(t.closed_at),
+    })
+}

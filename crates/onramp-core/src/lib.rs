@@ -8,7 +8,8 @@
 //! Invariants kept here:
 //! - every status change of an onboarding goes through [`onboarding::transition`], every
 //!   status change of a step through [`step::transition`], every status change of an event
-//!   delivery through [`delivery::transition`];
+//!   delivery through [`delivery::transition`], every status change of a human task through
+//!   [`task::transition`];
 //! - time is read only through [`clock::Clock`] and randomness is passed in.
 #![forbid(unsafe_code)]
 
@@ -26,7 +27,9 @@ pub mod onboarding;
 pub mod outcome;
 pub mod pacer;
 pub mod plan;
+pub mod schedule;
 pub mod step;
+pub mod task;
 pub mod time;
 pub mod webhook;
 

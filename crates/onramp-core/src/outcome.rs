@@ -33,7 +33,29 @@ pub enum StepOutcome {
         until: Millis,
     },
     /// The step now waits for a person, a signal or a time.
-    Waiting,
+    Waiting(WaitFor),
+}
+
+/// What a waiting step waits for.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WaitFor {
+    /// When the wait ends by itself: a delay's end, a signal's timeout.
+    pub until: Option<Millis>,
+    /// The human task to open (human steps).
+    pub task: Option<HumanTask>,
+    /// The signal it waits for (signal steps).
+    pub signal: Option<String>,
+}
+
+/// A human task to open for a waiting step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HumanTask {
+    /// The skill a CSR needs.
+    pub skill: String,
+    /// How long the work takes.
+    pub duration: Duration,
+    /// Its deadline, if any.
+    pub due_by: Option<Millis>,
 }
 
 /// The decision taken on an outcome.
@@ -58,7 +80,7 @@ pub enum Resolution {
         until: Millis,
     },
     /// Park the step in `waiting`.
-    Wait,
+    Wait(WaitFor),
 }
 
 /// The retry policy of a stage.
@@ -81,7 +103,7 @@ pub fn resolve(
 ) -> Resolution {
     match outcome {
         StepOutcome::Succeeded(output) => Resolution::Succeed(output),
-        StepOutcome::Waiting => Resolution::Wait,
+        StepOutcome::Waiting(wait) => Resolution::Wait(wait),
         StepOutcome::Deferred { reason, until } => Resolution::Defer { reason, until },
         StepOutcome::Permanent(error) => Resolution::DeadLetter(error),
         StepOutcome::Retry { error, after } => {

@@ -14,9 +14,11 @@ use crate::names::{StageName, TaskTypeName};
 use crate::onboarding::{
     self, FailurePolicy, InvalidTransition, OnboardingEvent, OnboardingStatus,
 };
-use crate::outcome::Resolution;
+use crate::outcome::{HumanTask, Resolution};
 use crate::step::{self, InvalidStepTransition, StepEvent, StepStatus};
+use crate::task::{self as task_machine, TaskEvent, TaskStatus};
 use crate::time::Millis;
+use crate::{CsrId, TaskId};
 use serde_json::{Value, json};
 
 /// An onboarding as the planner needs to see it.
@@ -165,6 +167,21 @@ pub struct Changes {
     pub events: Vec<NewEvent>,
     /// Stages that got claimable work.
     pub wake: Vec<StageName>,
+    /// Human tasks to open (a human step began waiting).
+    pub new_tasks: Vec<NewTask>,
+    /// Steps whose open human tasks end (`done` or `cancelled`), with the task status.
+    pub close_tasks: Vec<(StepSeq, TaskStatus)>,
+}
+
+/// A human task to open for a waiting step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// Its id.
+    pub id: TaskId,
+    /// Its step.
+    pub seq: StepSeq,
+    /// What it needs.
+    pub spec: HumanTask,
 }
 
 /// A change the state machines refuse.
@@ -176,6 +193,9 @@ pub enum PlanError {
     /// The step cannot make this move.
     #[error(transparent)]
     Step(#[from] InvalidStepTransition),
+    /// The task cannot make this move.
+    #[error(transparent)]
+    Task(#[from] task_machine::InvalidTaskTransition),
     /// The request does not fit the onboarding (e.g. no dead step to retry).
     #[error("{0}")]
     NotApplicable(String),
@@ -342,6 +362,9 @@ impl<'a> Planner<'a> {
                 |c| c.finished_at = Some(now),
                 json!({"reason": reason}),
             )?;
+            if s.status == StepStatus::Waiting {
+                self.close_task(s.seq, TaskEvent::Cancel)?;
+            }
         }
         self.changes.dead_letters.push(DeadLetterChange::Resolve {
             resolution: "cancelled",
@@ -449,6 +472,14 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
+    /// Ends the open human task of step `seq`, if it has one (the store closes only open
+    /// tasks; both open statuses take these events to the same status).
+    fn close_task(&mut self, seq: StepSeq, event: TaskEvent) -> Result<(), PlanError> {
+        let to = task_machine::transition(TaskStatus::Unassigned, event)?;
+        self.changes.close_tasks.push((seq, to));
+        Ok(())
+    }
+
     fn finish(mut self) -> Changes {
         self.changes.onboarding = Some(self.row);
         self.changes
@@ -536,6 +567,9 @@ pub fn resolved(
                 },
                 attempt,
             )?;
+            if step.status == StepStatus::Waiting {
+                p.close_task(step.seq, TaskEvent::Complete)?;
+            }
             p.row.succeeded_steps = ob.succeeded_steps + 1;
             p.event(EventType::StepSucceeded, step_data(step));
             if p.status == OnboardingStatus::Waiting {
@@ -565,8 +599,35 @@ pub fn resolved(
         Resolution::Defer { reason, until } => {
             p.defer(step, reason, until, json!({}))?;
         }
-        Resolution::Wait => {
-            p.step(step, StepEvent::Wait, |_| {}, attempt)?;
+        Resolution::Wait(wait) => {
+            let mut detail = attempt;
+            if let Some(until) = wait.until {
+                detail["until"] = json!(until.to_rfc3339());
+            }
+            if let Some(signal) = &wait.signal {
+                detail["signal"] = json!(signal);
+            }
+            p.step(
+                step,
+                StepEvent::Wait,
+                |c| c.available_at = wait.until,
+                detail,
+            )?;
+            if let Some(spec) = wait.task {
+                let id = TaskId::new();
+                p.audit(
+                    "task.created".into(),
+                    None,
+                    Some(TaskStatus::Unassigned.as_str()),
+                    json!({"task_id": id.as_str(), "step_seq": step.seq.0, "skill": spec.skill,
+                           "due_by": spec.due_by.map(Millis::to_rfc3339)}),
+                );
+                p.changes.new_tasks.push(NewTask {
+                    id,
+                    seq: step.seq,
+                    spec,
+                });
+            }
             if p.status == OnboardingStatus::Pending {
                 p.onboarding(OnboardingEvent::Start, json!({}))?;
             }
@@ -583,6 +644,9 @@ pub fn resolved(
                 },
                 detail,
             )?;
+            if step.status == StepStatus::Waiting {
+                p.close_task(step.seq, TaskEvent::Cancel)?;
+            }
             p.changes.dead_letters.push(DeadLetterChange::Add {
                 seq: step.seq,
                 error: error.clone(),
@@ -674,7 +738,7 @@ fn compensation_resolved(
             p.row.error = ErrorUpdate::Set(format!("step {} ({}): {error}", step.seq, step.task));
             p.row.retry_available = true;
         }
-        Resolution::Wait => {
+        Resolution::Wait(_) => {
             return Err(PlanError::NotApplicable(format!(
                 "the compensation of step {} cannot wait",
                 step.seq
@@ -778,6 +842,119 @@ pub fn cancelled(
     let mut p = Planner::new(ob, None, now, actor);
     p.begin_cancel(steps, reason)?;
     Ok(p.finish())
+}
+
+/// Audit entries and events about an onboarding that change no status (task assigned or
+/// overdue, signal received): written on its chain like any transition.
+fn note<'a>(ob: &'a OnboardingState, now: Millis, actor: &'a str) -> Planner<'a> {
+    Planner::new(ob, None, now, actor)
+}
+
+/// The human task of step `seq` was given to `csr` for the slot starting `scheduled_for`.
+#[allow(clippy::too_many_arguments)]
+pub fn task_assigned(
+    ob: &OnboardingState,
+    seq: StepSeq,
+    task: &TaskId,
+    from: TaskStatus,
+    csr: &CsrId,
+    scheduled_for: Millis,
+    now: Millis,
+    actor: &str,
+) -> Result<Changes, PlanError> {
+    let to = task_machine::transition(from, TaskEvent::Assign)?;
+    let mut p = note(ob, now, actor);
+    let data = json!({"task_id": task.as_str(), "step_seq": seq.0, "assignee": csr.as_str(),
+                      "scheduled_for": scheduled_for.to_rfc3339()});
+    p.audit(
+        "task.assigned".into(),
+        Some(from.as_str()),
+        Some(to.as_str()),
+        data.clone(),
+    );
+    p.event(EventType::TaskAssigned, data);
+    Ok(p.changes)
+}
+
+/// The human task of step `seq` is done: announced before its step succeeds (see
+/// [`resolved`]).
+pub fn task_completed(
+    ob: &OnboardingState,
+    seq: StepSeq,
+    task: &TaskId,
+    from: TaskStatus,
+    detail: Value,
+    now: Millis,
+    actor: &str,
+) -> Result<Changes, PlanError> {
+    let to = task_machine::transition(from, TaskEvent::Complete)?;
+    let mut p = note(ob, now, actor);
+    let mut data = json!({"task_id": task.as_str(), "step_seq": seq.0});
+    if let (Value::Object(d), Value::Object(extra)) = (&mut data, detail) {
+        d.extend(extra);
+    }
+    p.audit(
+        "task.completed".into(),
+        Some(from.as_str()),
+        Some(to.as_str()),
+        data.clone(),
+    );
+    p.event(EventType::TaskCompleted, data);
+    Ok(p.changes)
+}
+
+/// The human task of step `seq` passed its `due_by`.
+pub fn task_overdue(
+    ob: &OnboardingState,
+    seq: StepSeq,
+    task: &TaskId,
+    due_by: Millis,
+    now: Millis,
+) -> Changes {
+    let mut p = note(ob, now, "scheduler");
+    let data = json!({"task_id": task.as_str(), "step_seq": seq.0, "due_by": due_by.to_rfc3339()});
+    p.audit("task.overdue".into(), None, None, data.clone());
+    p.event(EventType::TaskOverdue, data);
+    p.changes
+}
+
+/// A signal arrived for the onboarding (kept until a step waiting for it takes it).
+pub fn signal_received(
+    ob: &OnboardingState,
+    name: &str,
+    sender_id: &str,
+    now: Millis,
+    actor: &str,
+) -> Result<Changes, PlanError> {
+    if ob.status.is_terminal() {
+        return Err(PlanError::Onboarding(InvalidTransition {
+            from: ob.status,
+            event: "receive a signal",
+        }));
+    }
+    let mut p = note(ob, now, actor);
+    p.audit(
+        "signal.received".into(),
+        None,
+        None,
+        json!({"signal": name, "id": sender_id}),
+    );
+    Ok(p.changes)
+}
+
+/// Adds `more` after `changes` (audit entries and events keep their order).
+pub fn merge(mut changes: Changes, more: Changes) -> Changes {
+    if more.onboarding.is_some() {
+        changes.onboarding = more.onboarding;
+    }
+    changes.steps.extend(more.steps);
+    changes.dead_letters.extend(more.dead_letters);
+    changes.audit.extend(more.audit);
+    changes.events.extend(more.events);
+    changes.wake.extend(more.wake);
+    changes.new_tasks.extend(more.new_tasks);
+    changes.close_tasks.extend(more.close_tasks);
+    changes
 }
 
 /// `round(100 * succeeded / total)` (SPEC §3).

@@ -29,7 +29,7 @@ pub struct StagePolicy {
 }
 
 /// Task kinds this version can run.
-pub const SUPPORTED_KINDS: &[&str] = &["http", "sim"];
+pub const SUPPORTED_KINDS: &[&str] = &["http", "sim", "human", "signal", "delay"];
 
 impl Catalog {
     /// Derives the catalog from a validated config.

@@ -85,13 +85,25 @@ pub async fn commit(engine: &Engine, finishes: Vec<StepFinish>) -> Vec<StoreResu
             _ => None,
         })
         .collect();
+    let waits: Vec<_> = finishes
+        .iter()
+        .map(|f| match &f.resolution {
+            Resolution::Wait(wait) => Some(wait.clone()),
+            _ => None,
+        })
+        .collect();
     let refs: Vec<_> = finishes.iter().map(|f| f.step.clone()).collect();
     let results = finish_riding_out_outages(engine, finishes).await;
-    for ((result, wake_at), step) in results.iter().zip(wakes).zip(refs) {
+    let mut opened_tasks = false;
+    for (((result, wake_at), step), wait) in results.iter().zip(wakes).zip(refs).zip(waits) {
         match result {
             Ok(()) => {
                 if let Some(at) = wake_at {
                     schedule_wake(engine, &step, at);
+                }
+                if let Some(wait) = wait {
+                    opened_tasks |= wait.task.is_some();
+                    after_wait(engine, &step, wait).await;
                 }
             }
             Err(StoreError::Conflict(why)) => {
@@ -102,7 +114,33 @@ pub async fn commit(engine: &Engine, finishes: Vec<StepFinish>) -> Vec<StoreResu
             }
         }
     }
+    if opened_tasks {
+        engine.assign_tasks().await;
+    }
     results
+}
+
+/// Once a wait is committed: a signal that arrived early is taken at once, and the end of a
+/// delay or timeout is timed in this process (the scheduler's timers catch it after a
+/// restart).
+async fn after_wait(
+    engine: &Engine,
+    step: &onramp_store::StepRef,
+    wait: onramp_core::outcome::WaitFor,
+) {
+    if let Some(signal) = &wait.signal {
+        let now = engine.clock.now();
+        if let Err(e) = engine
+            .store
+            .take_signal(&step.onboarding_id, step.seq, signal, now, "engine")
+            .await
+        {
+            tracing::warn!(onboarding = %step.onboarding_id, error = %e, "could not take an early signal; the scheduler will");
+        }
+    }
+    if let Some(until) = wait.until {
+        engine.timers.at(until);
+    }
 }
 
 /// Finishes the steps, trying again those that failed because the database was unreachable

@@ -16,6 +16,9 @@ pub enum EngineError {
     /// A template that does not exist.
     #[error("unknown template `{0}`")]
     UnknownTemplate(String),
+    /// The caller may not act on this (e.g. a CSR on another CSR's task).
+    #[error("{0}")]
+    Forbidden(String),
     /// The thing does not exist.
     #[error("{0} not found")]
     NotFound(String),

@@ -20,6 +20,7 @@ mod error;
 pub mod executor;
 pub mod live;
 pub mod outbox;
+pub mod people;
 pub mod runtime;
 pub mod scheduler;
 pub mod services;
@@ -59,6 +60,41 @@ pub struct Engine {
     /// How event delivery is doing in this process (for `/readyz`).
     pub events_health: Arc<outbox::EventsHealth>,
     paused: RwLock<HashSet<StageName>>,
+    /// Wakes the scheduler when a delay or timeout ends.
+    pub timers: Timers,
+}
+
+/// In-process timers for waits that end at a known time: each wakes the scheduler at its
+/// instant so a delay ends on time, not a scheduler interval later. They are not durable —
+/// the scheduler's regular sweep finds the waits again after a restart.
+#[derive(Default)]
+pub struct Timers {
+    fired: Arc<tokio::sync::Notify>,
+    clock: Option<SharedClock>,
+}
+
+impl std::fmt::Debug for Timers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timers").finish_non_exhaustive()
+    }
+}
+
+impl Timers {
+    /// Wakes the scheduler at `at` (now when it is past).
+    pub fn at(&self, at: onramp_core::time::Millis) {
+        let Some(clock) = &self.clock else { return };
+        let delay = at.since(clock.now());
+        let fired = self.fired.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            fired.notify_one();
+        });
+    }
+
+    /// Resolves when a timer fired.
+    pub async fn fired(&self) {
+        self.fired.notified().await;
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -84,6 +120,7 @@ impl Engine {
             store.sync_template(name, &spec, clock.now()).await?;
         }
         let services = services::Services::from_config(&config);
+        let timer_clock = clock.clone();
         let paused = store.paused_stages().await?.into_iter().collect();
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -101,7 +138,30 @@ impl Engine {
             http,
             services,
             paused: RwLock::new(paused),
+            timers: Timers {
+                fired: Arc::default(),
+                clock: Some(timer_clock),
+            },
         }))
+    }
+
+    /// Assigns unassigned human tasks now (after a task opened, a task was done, a CSR was
+    /// added or changed). Failures are logged: the scheduler tries again every interval.
+    pub async fn assign_tasks(&self) {
+        loop {
+            match self
+                .store
+                .assign_tasks(self.clock.now(), scheduler::BATCH)
+                .await
+            {
+                Ok(assigned) if assigned.len() == scheduler::BATCH => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not assign human tasks; will try again");
+                    break;
+                }
+            }
+        }
     }
 
     /// Whether workers of `stage` should stop claiming.

@@ -212,6 +212,7 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
     let mut audits = AuditColumns::default();
     let mut events = Vec::new();
     let mut dead_letters = Vec::new();
+    let mut task_changes = Vec::new();
 
     for Planned {
         state,
@@ -294,6 +295,14 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
         }
         events.extend(changes.events);
         notices.wake.extend(changes.wake);
+        if !changes.new_tasks.is_empty() || !changes.close_tasks.is_empty() {
+            task_changes.push((
+                state.id.clone(),
+                changes.new_tasks,
+                changes.close_tasks,
+                now,
+            ));
+        }
     }
 
     update_steps(conn, steps).await?;
@@ -303,6 +312,9 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
     }
     insert_audit(conn, audits).await?;
     crate::apply::write_outbox(conn, events).await?;
+    for (id, new_tasks, close_tasks, now) in task_changes {
+        crate::human::write_task_changes(conn, &id, &new_tasks, &close_tasks, now).await?;
+    }
     Ok(notices)
 }
 

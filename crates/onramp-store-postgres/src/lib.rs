@@ -25,6 +25,7 @@ mod apply;
 mod batch;
 mod errors;
 mod events;
+mod human;
 mod listener;
 mod migrate;
 mod onboardings;

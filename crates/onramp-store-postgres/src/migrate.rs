@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_sagas.sql"),
     include_str!("../migrations/0003_events.sql"),
+    include_str!("../migrations/0004_human_tasks.sql"),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed number; this one spells

@@ -3,13 +3,16 @@
 
 use crate::announcer::Announcer;
 use crate::listener::{self, ListenerTask};
-use crate::{db_error, events, migrate, onboardings, operations, queue, registry};
+use crate::{db_error, events, human, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::events::EventType;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, DeliveryId, OnboardingId, StageName, TemplateName, WebhookId};
+use onramp_core::{
+    CsrId, DeadLetterId, DeliveryId, OnboardingId, StageName, StepSeq, TaskId, TemplateName,
+    WebhookId,
+};
 use onramp_store::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
@@ -589,5 +592,130 @@ impl Store for PostgresStore {
         let (replayed, notices) = events::replay_deliveries(&mut tx, target, only, now).await?;
         self.commit(tx, notices).await?;
         Ok(replayed)
+    }
+
+    async fn create_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+        let mut tx = self.begin().await?;
+        let record = human::create_csr(&mut tx, id, spec, now).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(record)
+    }
+
+    async fn get_csr(&self, id: &CsrId) -> StoreResult<CsrRecord> {
+        human::get_csr(&mut *self.connection().await?, id).await
+    }
+
+    async fn list_csrs(&self, page: &PageRequest<CsrId>) -> StoreResult<Page<CsrRecord, CsrId>> {
+        human::list_csrs(&mut *self.connection().await?, page).await
+    }
+
+    async fn update_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+        let mut tx = self.begin().await?;
+        let record = human::update_csr(&mut tx, id, spec, now).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(record)
+    }
+
+    async fn delete_csr(&self, id: &CsrId, _now: Millis) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        human::delete_csr(&mut tx, id).await?;
+        self.commit(tx, Notices::default()).await
+    }
+
+    async fn assign_tasks(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>> {
+        let mut tx = self.begin().await?;
+        let (tasks, notices) = human::assign_tasks(&mut tx, now, limit).await?;
+        self.commit(tx, notices).await?;
+        Ok(tasks)
+    }
+
+    async fn assign_task(
+        &self,
+        id: &TaskId,
+        csr: &CsrId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<TaskRecord> {
+        let mut tx = self.begin().await?;
+        let (task, notices) = human::assign_task(&mut tx, id, csr, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(task)
+    }
+
+    async fn complete_task(
+        &self,
+        id: &TaskId,
+        assignee: Option<&CsrId>,
+        notes: Option<String>,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<TaskRecord> {
+        let mut tx = self.begin().await?;
+        let (task, notices) =
+            human::complete_task(&mut tx, id, assignee, notes, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(task)
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<TaskRecord> {
+        human::get_task(&mut *self.connection().await?, id).await
+    }
+
+    async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        page: &PageRequest<TaskId>,
+    ) -> StoreResult<Page<TaskRecord, TaskId>> {
+        human::list_tasks(&mut *self.connection().await?, filter, page).await
+    }
+
+    async fn csr_schedule(
+        &self,
+        csr: &CsrId,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        human::csr_schedule(&mut *self.connection().await?, csr, from, to).await
+    }
+
+    async fn mark_overdue(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>> {
+        let mut tx = self.begin().await?;
+        let (tasks, notices) = human::mark_overdue(&mut tx, now, limit).await?;
+        self.commit(tx, notices).await?;
+        Ok(tasks)
+    }
+
+    async fn due_waits(&self, now: Millis, limit: usize) -> StoreResult<Vec<WaitingStep>> {
+        human::due_waits(&mut *self.connection().await?, now, limit).await
+    }
+
+    async fn record_signal(
+        &self,
+        id: &OnboardingId,
+        name: &str,
+        sender_id: &str,
+        payload: serde_json::Value,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<SignalReceipt> {
+        let mut tx = self.begin().await?;
+        let (receipt, notices) =
+            human::record_signal(&mut tx, id, name, sender_id, &payload, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(receipt)
+    }
+
+    async fn take_signal(
+        &self,
+        id: &OnboardingId,
+        seq: StepSeq,
+        name: &str,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let (taken, notices) = human::take_signal(&mut tx, id, seq, name, now, actor).await?;
+        self.commit(tx, notices).await?;
+        Ok(taken)
     }
 }

@@ -226,6 +226,35 @@ pub fn apply(
         }
     }
 
+    for task in &changes.new_tasks {
+        conn.prepare_cached(
+            "INSERT INTO tasks (id, onboarding_id, step_seq, task, skill, duration_ms, status,
+                                due_by, created_at)
+             SELECT ?1, onboarding_id, seq, task, ?2, ?3, 'unassigned', ?4, ?5
+             FROM steps WHERE onboarding_id = ?6 AND seq = ?7",
+        )
+        .map_err(db_error)?
+        .execute(params![
+            task.id.as_str(),
+            task.spec.skill,
+            i64::try_from(task.spec.duration.as_millis()).unwrap_or(i64::MAX),
+            opt_ms(task.spec.due_by),
+            ms(now),
+            ob.id.as_str(),
+            task.seq.0,
+        ])
+        .map_err(db_error)?;
+    }
+    for (seq, to) in &changes.close_tasks {
+        conn.prepare_cached(
+            "UPDATE tasks SET status = ?1, closed_at = ?2
+             WHERE onboarding_id = ?3 AND step_seq = ?4 AND status IN ('unassigned', 'assigned')",
+        )
+        .map_err(db_error)?
+        .execute(params![to.as_str(), ms(now), ob.id.as_str(), seq.0])
+        .map_err(db_error)?;
+    }
+
     notices.wake.extend(changes.wake);
     Ok(notices)
 }

@@ -14,6 +14,7 @@
 
 mod apply;
 mod events;
+mod human;
 mod migrate;
 mod onboardings;
 mod operations;

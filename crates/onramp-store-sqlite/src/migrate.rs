@@ -7,6 +7,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_sagas.sql"),
     include_str!("../migrations/0003_events.sql"),
+    include_str!("../migrations/0004_human_tasks.sql"),
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

@@ -2,13 +2,16 @@
 //! call to the module that does it.
 
 use crate::writer::{AfterCommit, Writer};
-use crate::{db_error, events, migrate, onboardings, operations, queue, registry};
+use crate::{db_error, events, human, migrate, onboardings, operations, queue, registry};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::events::EventType;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, DeliveryId, OnboardingId, StageName, TemplateName, WebhookId};
+use onramp_core::{
+    CsrId, DeadLetterId, DeliveryId, OnboardingId, StageName, StepSeq, TaskId, TemplateName,
+    WebhookId,
+};
 use onramp_store::*;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -558,6 +561,130 @@ impl Store for SqliteStore {
     ) -> StoreResult<u64> {
         let (target, only) = (target.clone(), only.cloned());
         self.write(move |c| events::replay_deliveries(c, &target, only.as_ref(), now))
+            .await
+    }
+
+    async fn create_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+        let (id, spec) = (id.clone(), spec.clone());
+        self.write(move |c| human::create_csr(c, &id, &spec, now))
+            .await
+    }
+
+    async fn get_csr(&self, id: &CsrId) -> StoreResult<CsrRecord> {
+        let id = id.clone();
+        self.read(move |c| human::get_csr(c, &id)).await
+    }
+
+    async fn list_csrs(&self, page: &PageRequest<CsrId>) -> StoreResult<Page<CsrRecord, CsrId>> {
+        let page = page.clone();
+        self.read(move |c| human::list_csrs(c, &page)).await
+    }
+
+    async fn update_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+        let (id, spec) = (id.clone(), spec.clone());
+        self.write(move |c| human::update_csr(c, &id, &spec, now))
+            .await
+    }
+
+    async fn delete_csr(&self, id: &CsrId, now: Millis) -> StoreResult<()> {
+        let id = id.clone();
+        self.write(move |c| human::delete_csr(c, &id, now)).await
+    }
+
+    async fn assign_tasks(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>> {
+        self.write(move |c| human::assign_tasks(c, now, limit))
+            .await
+    }
+
+    async fn assign_task(
+        &self,
+        id: &TaskId,
+        csr: &CsrId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<TaskRecord> {
+        let (id, csr, actor) = (id.clone(), csr.clone(), actor.to_owned());
+        self.write(move |c| human::assign_task(c, &id, &csr, now, &actor))
+            .await
+    }
+
+    async fn complete_task(
+        &self,
+        id: &TaskId,
+        assignee: Option<&CsrId>,
+        notes: Option<String>,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<TaskRecord> {
+        let (id, assignee, actor) = (id.clone(), assignee.cloned(), actor.to_owned());
+        self.write(move |c| human::complete_task(c, &id, assignee.as_ref(), notes, now, &actor))
+            .await
+    }
+
+    async fn get_task(&self, id: &TaskId) -> StoreResult<TaskRecord> {
+        let id = id.clone();
+        self.read(move |c| human::get_task(c, &id)).await
+    }
+
+    async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        page: &PageRequest<TaskId>,
+    ) -> StoreResult<Page<TaskRecord, TaskId>> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.read(move |c| human::list_tasks(c, &filter, &page))
+            .await
+    }
+
+    async fn csr_schedule(
+        &self,
+        csr: &CsrId,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<TaskRecord>> {
+        let csr = csr.clone();
+        self.read(move |c| human::csr_schedule(c, &csr, from, to))
+            .await
+    }
+
+    async fn mark_overdue(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>> {
+        self.write(move |c| human::mark_overdue(c, now, limit))
+            .await
+    }
+
+    async fn due_waits(&self, now: Millis, limit: usize) -> StoreResult<Vec<WaitingStep>> {
+        self.read(move |c| human::due_waits(c, now, limit)).await
+    }
+
+    async fn record_signal(
+        &self,
+        id: &OnboardingId,
+        name: &str,
+        sender_id: &str,
+        payload: serde_json::Value,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<SignalReceipt> {
+        let (id, name, sender_id, actor) = (
+            id.clone(),
+            name.to_owned(),
+            sender_id.to_owned(),
+            actor.to_owned(),
+        );
+        self.write(move |c| human::record_signal(c, &id, &name, &sender_id, &payload, now, &actor))
+            .await
+    }
+
+    async fn take_signal(
+        &self,
+        id: &OnboardingId,
+        seq: StepSeq,
+        name: &str,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<bool> {
+        let (id, name, actor) = (id.clone(), name.to_owned(), actor.to_owned());
+        self.write(move |c| human::take_signal(c, &id, seq, &name, now, &actor))
             .await
     }
 }

@@ -63,6 +63,8 @@ conformance!(
     failed_deliveries_retry_die_and_replay,
     webhooks_are_created_listed_and_deleted,
     concurrent_delivery_claimers_take_each_delivery_once,
+    human_tasks_are_assigned_within_capacity_and_completed,
+    signals_are_kept_deduplicated_and_taken_once,
 );
 
 #[test]

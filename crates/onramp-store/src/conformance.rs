@@ -73,6 +73,8 @@ checks!(
     failed_deliveries_retry_die_and_replay,
     webhooks_are_created_listed_and_deleted,
     concurrent_delivery_claimers_take_each_delivery_once,
+    human_tasks_are_assigned_within_capacity_and_completed,
+    signals_are_kept_deduplicated_and_taken_once,
 );
 
 /// Runs every check, each on a fresh store from `fresh`, printing the name of each.
@@ -1442,4 +1444,184 @@ pub async fn list_onboardings_filters_and_pages(store: SharedStore) {
         .await
         .expect("list");
     assert!(wildcard.items.is_empty(), "`%` is matched literally");
+}
+
+fn always_csr(skill: &str, max: u32) -> CsrSpec {
+    let day = vec!["00:00-24:00".to_owned()];
+    CsrSpec {
+        name: "Rep".into(),
+        email: "rep@example.com".into(),
+        skills: vec![skill.into()],
+        timezone: "UTC".into(),
+        working_hours: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .map(|d| (d.to_string(), day.clone()))
+            .collect(),
+        max_active_tasks: max,
+        active: true,
+        time_off: vec![],
+    }
+}
+
+fn human_wait(skill: &str) -> Resolution {
+    Resolution::Wait(onramp_core::outcome::WaitFor {
+        task: Some(onramp_core::outcome::HumanTask {
+            skill: skill.into(),
+            duration: Duration::from_secs(1800),
+            due_by: Some(later(60_000)),
+        }),
+        ..Default::default()
+    })
+}
+
+/// Human tasks open when their step waits, are assigned within capacity without overlapping
+/// slots, completed only by their assignee (when one is required), and move the onboarding
+/// on; deleting a CSR hands their tasks back; CSRs round-trip.
+pub async fn human_tasks_are_assigned_within_capacity_and_completed(store: SharedStore) {
+    let csr = onramp_core::CsrId::new();
+    let other = onramp_core::CsrId::new();
+    store
+        .create_csr(&csr, &always_csr("call", 2), T0)
+        .await
+        .expect("create CSR");
+    let got = store.get_csr(&csr).await.expect("get CSR");
+    assert_eq!((got.spec.max_active_tasks, got.active_tasks), (2, 0));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let record = create(&store, new_onboarding(&[("call", "people")], 0, T0)).await;
+        let step = claim_one(&store, "people", later(1)).await;
+        finish_one(&store, finish(&step, human_wait("call"), later(2)))
+            .await
+            .expect("wait");
+        ids.push(record.id);
+    }
+    assert_eq!(
+        store.get_onboarding(&ids[0]).await.unwrap().status,
+        OnboardingStatus::Waiting
+    );
+    let assigned = store.assign_tasks(later(3), 100).await.expect("assign");
+    assert_eq!(assigned.len(), 2, "capacity 2");
+    assert!(assigned.iter().all(|t| t.assignee.as_ref() == Some(&csr)));
+    let (a, b) = (&assigned[0], &assigned[1]);
+    assert!(
+        a.scheduled_until <= b.scheduled_for || b.scheduled_until <= a.scheduled_for,
+        "overlapping slots: {a:?} {b:?}"
+    );
+    let open = TaskFilter {
+        status: Some(onramp_core::task::TaskStatus::Unassigned),
+        ..Default::default()
+    };
+    let page = PageRequest {
+        limit: 10,
+        cursor: None,
+    };
+    assert_eq!(store.list_tasks(&open, &page).await.unwrap().items.len(), 1);
+
+    let wrong = store
+        .complete_task(&a.id, Some(&other), None, later(4), "token:x")
+        .await;
+    assert!(matches!(wrong, Err(StoreError::Conflict(_))), "{wrong:?}");
+    let done = store
+        .complete_task(&a.id, Some(&csr), Some("ok".into()), later(4), "token:rep")
+        .await
+        .expect("complete");
+    assert_eq!(done.status, onramp_core::task::TaskStatus::Done);
+    let finished = store.get_onboarding(&a.onboarding_id).await.unwrap();
+    assert_eq!(finished.status, OnboardingStatus::Completed);
+    let twice = store
+        .complete_task(&a.id, None, None, later(5), "token:x")
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::InvalidTransition(_))),
+        "{twice:?}"
+    );
+    let more = store.assign_tasks(later(6), 100).await.expect("assign");
+    assert_eq!(more.len(), 1, "the freed capacity is used");
+    let schedule = store
+        .csr_schedule(&csr, T0, later(86_400_000))
+        .await
+        .unwrap();
+    assert_eq!(schedule.len(), 3, "two assigned and one done");
+
+    let overdue = store.mark_overdue(later(60_001), 100).await.unwrap();
+    assert_eq!(overdue.len(), 2);
+    assert!(
+        store
+            .mark_overdue(later(60_002), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store.delete_csr(&csr, later(7)).await.expect("delete");
+    assert!(matches!(
+        store.get_csr(&csr).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.list_tasks(&open, &page).await.unwrap().items.len(), 2);
+    let audit = store.audit_entries(&a.onboarding_id).await.unwrap();
+    assert!(audit.iter().any(|e| e.action == "task.assigned"));
+    assert!(onramp_core::audit::verify_chain(&audit).is_ok());
+}
+
+/// Signals are kept until a waiting step takes one, repeats of a sender id are no-ops, each
+/// is taken once, and a terminal onboarding takes none. A wait with an end is found by
+/// `due_waits` once it is due.
+pub async fn signals_are_kept_deduplicated_and_taken_once(store: SharedStore) {
+    let record = create(&store, new_onboarding(&[("contract", "people")], 0, T0)).await;
+    let id = &record.id;
+    let payload = json!({"by": "Ada"});
+    let first = store
+        .record_signal(id, "signed", "s-1", payload.clone(), later(1), "token:svc")
+        .await
+        .expect("signal");
+    assert_eq!(first, SignalReceipt::New);
+    let again = store
+        .record_signal(id, "signed", "s-1", payload, later(2), "token:svc")
+        .await
+        .expect("signal");
+    assert_eq!(again, SignalReceipt::Duplicate);
+    assert!(
+        !store
+            .take_signal(id, StepSeq(1), "signed", later(3), "engine")
+            .await
+            .unwrap(),
+        "the step does not wait yet"
+    );
+    let step = claim_one(&store, "people", later(4)).await;
+    let wait = Resolution::Wait(onramp_core::outcome::WaitFor {
+        until: Some(later(1_000)),
+        signal: Some("signed".into()),
+        ..Default::default()
+    });
+    finish_one(&store, finish(&step, wait, later(5)))
+        .await
+        .expect("wait");
+    assert!(store.due_waits(later(999), 10).await.unwrap().is_empty());
+    assert_eq!(store.due_waits(later(1_000), 10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .take_signal(id, StepSeq(1), "signed", later(6), "engine")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .take_signal(id, StepSeq(1), "signed", later(7), "engine")
+            .await
+            .unwrap()
+    );
+    let done = store.get_onboarding(id).await.unwrap();
+    assert_eq!(done.status, OnboardingStatus::Completed);
+    assert_eq!(
+        done.steps[0].output.as_ref().unwrap()["payload"]["by"],
+        "Ada"
+    );
+    let late = store
+        .record_signal(id, "signed", "s-2", json!({}), later(8), "token:svc")
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::InvalidTransition(_))),
+        "{late:?}"
+    );
 }

@@ -31,7 +31,10 @@ use onramp_core::audit::AuditEntry;
 use onramp_core::events::EventType;
 use onramp_core::onboarding::OnboardingStatus;
 use onramp_core::time::Millis;
-use onramp_core::{DeadLetterId, DeliveryId, OnboardingId, StageName, TemplateName, WebhookId};
+use onramp_core::{
+    CsrId, DeadLetterId, DeliveryId, OnboardingId, StageName, StepSeq, TaskId, TemplateName,
+    WebhookId,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -295,4 +298,98 @@ pub trait Store: Send + Sync + 'static {
         only: Option<&DeliveryId>,
         now: Millis,
     ) -> StoreResult<u64>;
+    // ----- CSRs and human tasks -----
+
+    /// Stores a new CSR.
+    async fn create_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord>;
+
+    /// A CSR.
+    async fn get_csr(&self, id: &CsrId) -> StoreResult<CsrRecord>;
+
+    /// CSRs in id order.
+    async fn list_csrs(&self, page: &PageRequest<CsrId>) -> StoreResult<Page<CsrRecord, CsrId>>;
+
+    /// Replaces what a CSR is.
+    async fn update_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord>;
+
+    /// Deletes a CSR; their open tasks become unassigned (and are assigned again by the next
+    /// [`Store::assign_tasks`]).
+    async fn delete_csr(&self, id: &CsrId, now: Millis) -> StoreResult<()>;
+
+    /// Assigns up to `limit` unassigned tasks, oldest first, in one transaction: each to the
+    /// CSR with the skill, active, under capacity, with the earliest free slot (ties: fewer
+    /// active tasks). Concurrent calls are serialised, so no slot is double-booked and no
+    /// capacity exceeded. Returns the tasks it assigned.
+    async fn assign_tasks(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>>;
+
+    /// Gives a task to `csr` (an operator's choice) at that CSR's earliest free slot; refused
+    /// with [`StoreError::Conflict`] when the CSR is at capacity or has no free slot.
+    async fn assign_task(
+        &self,
+        id: &TaskId,
+        csr: &CsrId,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<TaskRecord>;
+
+    /// Completes an open task and moves its onboarding on, in one transaction. With
+    /// `assignee`, the task must be assigned to that CSR ([`StoreError::Conflict`] otherwise).
+    async fn complete_task(
+        &self,
+        id: &TaskId,
+        assignee: Option<&CsrId>,
+        notes: Option<String>,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<TaskRecord>;
+
+    /// A task.
+    async fn get_task(&self, id: &TaskId) -> StoreResult<TaskRecord>;
+
+    /// Tasks, oldest first.
+    async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+        page: &PageRequest<TaskId>,
+    ) -> StoreResult<Page<TaskRecord, TaskId>>;
+
+    /// A CSR's assigned and done tasks whose slot overlaps `[from, to)`, by slot.
+    async fn csr_schedule(
+        &self,
+        csr: &CsrId,
+        from: Millis,
+        to: Millis,
+    ) -> StoreResult<Vec<TaskRecord>>;
+
+    /// Flags open tasks past their `due_by` (once each, with a `task.overdue` event).
+    async fn mark_overdue(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>>;
+
+    // ----- waits and signals -----
+
+    /// Waiting steps whose wait ends by `now` (a delay's end, a signal's timeout).
+    async fn due_waits(&self, now: Millis, limit: usize) -> StoreResult<Vec<WaitingStep>>;
+
+    /// Keeps a signal sent to an onboarding. The same `sender_id` again is
+    /// [`SignalReceipt::Duplicate`]; a terminal onboarding refuses it
+    /// ([`StoreError::InvalidTransition`]).
+    async fn record_signal(
+        &self,
+        id: &OnboardingId,
+        name: &str,
+        sender_id: &str,
+        payload: serde_json::Value,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<SignalReceipt>;
+
+    /// If step `seq` is waiting and a kept, unused signal `name` exists, uses the oldest one:
+    /// the step succeeds with it as output, in one transaction. Returns whether it did.
+    async fn take_signal(
+        &self,
+        id: &OnboardingId,
+        seq: StepSeq,
+        name: &str,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<bool>;
 }

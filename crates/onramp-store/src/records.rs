@@ -7,9 +7,11 @@ use onramp_core::onboarding::{FailurePolicy, OnboardingStatus};
 use onramp_core::outcome::Resolution;
 use onramp_core::plan::{Changes, OnboardingState};
 use onramp_core::step::StepStatus;
+use onramp_core::task::TaskStatus;
 use onramp_core::time::Millis;
 use onramp_core::{
-    CsrId, DeadLetterId, OnboardingId, StageName, StepId, StepSeq, TaskTypeName, TemplateName,
+    CsrId, DeadLetterId, OnboardingId, StageName, StepId, StepSeq, TaskId, TaskTypeName,
+    TemplateName,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -400,4 +402,199 @@ pub struct TokenRecord {
     pub created_at: Millis,
     /// Revoked, if it was.
     pub revoked_at: Option<Millis>,
+}
+
+/// A period a CSR is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeOff {
+    /// Start.
+    pub from: Millis,
+    /// End.
+    pub to: Millis,
+}
+
+/// What a CSR is, as given (validated by the engine before it reaches a store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsrSpec {
+    /// Their name.
+    pub name: String,
+    /// Their e-mail.
+    pub email: String,
+    /// Their skills (non-empty strings).
+    pub skills: Vec<String>,
+    /// Their IANA time zone.
+    pub timezone: String,
+    /// Local working ranges per weekday (`mon` .. `sun`).
+    pub working_hours: std::collections::BTreeMap<String, Vec<String>>,
+    /// Most open tasks at once.
+    pub max_active_tasks: u32,
+    /// Whether they take tasks.
+    pub active: bool,
+    /// When they are away.
+    pub time_off: Vec<TimeOff>,
+}
+
+/// A stored CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsrRecord {
+    /// Their id.
+    pub id: CsrId,
+    /// What they are.
+    pub spec: CsrSpec,
+    /// Their assigned open tasks.
+    pub active_tasks: u32,
+    /// Created.
+    pub created_at: Millis,
+    /// Last changed.
+    pub updated_at: Millis,
+}
+
+/// A human task as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Its id.
+    pub id: TaskId,
+    /// Its onboarding.
+    pub onboarding_id: OnboardingId,
+    /// Its step.
+    pub step_seq: StepSeq,
+    /// The step's task type.
+    pub task: TaskTypeName,
+    /// The skill it needs.
+    pub skill: String,
+    /// How long it takes, in milliseconds.
+    pub duration_ms: u64,
+    /// Its status.
+    pub status: TaskStatus,
+    /// Its CSR.
+    pub assignee: Option<CsrId>,
+    /// Its slot's start.
+    pub scheduled_for: Option<Millis>,
+    /// Its slot's end.
+    pub scheduled_until: Option<Millis>,
+    /// Its deadline.
+    pub due_by: Option<Millis>,
+    /// When the scheduler found it overdue.
+    pub overdue_at: Option<Millis>,
+    /// Notes given when it was completed.
+    pub notes: Option<String>,
+    /// Created.
+    pub created_at: Millis,
+    /// Done or cancelled.
+    pub closed_at: Option<Millis>,
+}
+
+/// Filters for listing tasks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    /// Only this CSR's.
+    pub assignee: Option<CsrId>,
+    /// Only this status.
+    pub status: Option<TaskStatus>,
+    /// Only open tasks due before this instant (`overdue=true` passes now).
+    pub due_before: Option<Millis>,
+}
+
+/// A waiting step whose wait ends by itself (delay over, signal timed out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingStep {
+    /// The step.
+    pub step: StepRef,
+    /// Its task type.
+    pub task: TaskTypeName,
+    /// Its kind.
+    pub kind: String,
+    /// When its wait ends.
+    pub until: Millis,
+}
+
+/// What became of a signal sent to an onboarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalReceipt {
+    /// Kept (and used at once if a step waits for it).
+    New,
+    /// The sender's id was seen before: nothing done.
+    Duplicate,
+}
+
+/// Turns CSRs with their schedules into assignment candidates (shared by both backends).
+pub fn candidates_for(
+    csrs: &[(CsrRecord, Vec<onramp_core::schedule::Interval>)],
+    skill: &str,
+) -> Vec<(usize, onramp_core::schedule::Candidate)> {
+    use onramp_core::schedule::{Availability, Candidate, Interval, WorkingHours, parse_time_zone};
+    csrs.iter()
+        .enumerate()
+        .filter(|(_, (c, _))| c.spec.active && c.spec.skills.iter().any(|s| s == skill))
+        .filter_map(|(i, (c, busy))| {
+            let tz = parse_time_zone(&c.spec.timezone).ok()?;
+            let hours = WorkingHours::parse(&c.spec.working_hours).ok()?;
+            let mut blocked = busy.clone();
+            blocked.extend(c.spec.time_off.iter().map(|t| Interval {
+                from: t.from,
+                to: t.to,
+            }));
+            Some((
+                i,
+                Candidate {
+                    id: c.id.clone(),
+                    active_tasks: c.active_tasks,
+                    max_active_tasks: c.spec.max_active_tasks,
+                    availability: Availability { tz, hours, blocked },
+                },
+            ))
+        })
+        .collect()
+}
+
+/// An assignment decided by [`plan_assignments`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// The task.
+    pub task: TaskId,
+    /// Its onboarding.
+    pub onboarding_id: OnboardingId,
+    /// Its step.
+    pub step_seq: StepSeq,
+    /// Its status before.
+    pub from: TaskStatus,
+    /// The CSR.
+    pub csr: CsrId,
+    /// The slot.
+    pub slot: onramp_core::schedule::Interval,
+}
+
+/// Assigns `tasks` (oldest first) one after the other, each seeing the slots and capacity
+/// the ones before it took. `csrs` are every CSR with their scheduled open tasks.
+pub fn plan_assignments(
+    tasks: &[TaskRecord],
+    csrs: &mut [(CsrRecord, Vec<onramp_core::schedule::Interval>)],
+    now: Millis,
+) -> Vec<Assignment> {
+    let mut out = Vec::new();
+    for task in tasks {
+        let candidates = candidates_for(csrs, &task.skill);
+        let list: Vec<_> = candidates.iter().map(|(_, c)| c.clone()).collect();
+        let duration = std::time::Duration::from_millis(task.duration_ms);
+        let Some((pick, at)) = onramp_core::schedule::choose(&list, duration, now) else {
+            continue;
+        };
+        let index = candidates[pick].0;
+        let slot = onramp_core::schedule::Interval {
+            from: at,
+            to: at.plus(duration),
+        };
+        let (csr, busy) = &mut csrs[index];
+        csr.active_tasks += 1;
+        busy.push(slot);
+        out.push(Assignment {
+            task: task.id.clone(),
+            onboarding_id: task.onboarding_id.clone(),
+            step_seq: task.step_seq,
+            from: task.status,
+            csr: csr.id.clone(),
+            slot,
+        });
+    }
+    out
 }

@@ -4,6 +4,7 @@ mod dead_letters;
 mod events;
 mod health;
 mod onboardings;
+mod people;
 mod services;
 mod stages;
 mod templates;
@@ -27,6 +28,19 @@ pub fn routes() -> Router<AppState> {
         .route("/onboardings/{id}/audit", get(onboardings::audit))
         .route("/onboardings/{id}/retry", post(onboardings::retry))
         .route("/onboardings/{id}/cancel", post(onboardings::cancel))
+        .route("/onboardings/{id}/signals/{name}", post(people::signal))
+        .route("/csrs", post(people::create_csr).get(people::list_csrs))
+        .route(
+            "/csrs/{id}",
+            get(people::get_csr)
+                .patch(people::update_csr)
+                .delete(people::delete_csr),
+        )
+        .route("/csrs/{id}/schedule", get(people::schedule))
+        .route("/tasks", get(people::list_tasks))
+        .route("/tasks/{id}", get(people::get_task))
+        .route("/tasks/{id}/complete", post(people::complete_task))
+        .route("/tasks/{id}/assign", post(people::assign_task))
         .route("/dead-letters", get(dead_letters::list))
         .route("/dead-letters/replay", post(dead_letters::replay_stage))
         .route("/dead-letters/{id}/replay", post(dead_letters::replay))

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod sim;
+pub mod wait;
 
 use crate::Engine;
 use onramp_config::TaskKind;
@@ -23,9 +24,11 @@ pub async fn execute(engine: &Engine, step: &ClaimedStep) -> StepOutcome {
     match &task.kind {
         TaskKind::Sim { latency, fail_rate } => sim::run(*latency, *fail_rate).await,
         TaskKind::Http(http_task) => http::run(engine, step, http_task).await,
-        other => StepOutcome::Permanent(format!(
-            "task kind `{}` is not supported by this version of onramp",
-            other.name()
-        )),
+        other => wait::wait_for(other, engine.clock.now()).unwrap_or_else(|| {
+            StepOutcome::Permanent(format!(
+                "task kind `{}` is not supported by this version of onramp",
+                other.name()
+            ))
+        }),
     }
 }

@@ -80,10 +80,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     println!("press Ctrl-C to stop; run it again to resume where it stopped");
 
+    add_sample_csrs(&engine).await;
     let traffic = tokio::spawn(submit_samples(engine.clone(), args.rate));
+    let people = tokio::spawn(play_people(engine.clone()));
     let progress = tokio::spawn(report_progress(engine.clone()));
     stop_requested.received().await;
     traffic.abort();
+    people.abort();
     progress.abort();
     server.stop().await;
     services_stop.cancel();
@@ -111,7 +114,11 @@ async fn submit_samples(engine: Arc<Engine>, rate: f64) {
     };
     for n in 0u64.. {
         let (name, company) = NAMES[(n as usize) % NAMES.len()];
-        let template = if n % 3 == 2 { "self_serve" } else { "standard" };
+        let template = match n % 4 {
+            2 => "self_serve",
+            3 => "assisted",
+            _ => "standard",
+        };
         let request = CreateOnboarding {
             customer: Customer {
                 name: name.to_owned(),
@@ -146,6 +153,110 @@ async fn submit_samples(engine: Arc<Engine>, rate: f64) {
             Err(e) => tracing::warn!(error = %e, "demo could not create an onboarding"),
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Sample CSRs in three time zones (once per database).
+async fn add_sample_csrs(engine: &Engine) {
+    use onramp_engine::people::CsrInput;
+    let page = onramp_store::PageRequest {
+        limit: 1,
+        cursor: None,
+    };
+    if engine
+        .store
+        .list_csrs(&page)
+        .await
+        .is_ok_and(|p| !p.items.is_empty())
+    {
+        return;
+    }
+    let week = |ranges: &[&str]| {
+        ["mon", "tue", "wed", "thu", "fri"]
+            .iter()
+            .map(|d| {
+                (
+                    d.to_string(),
+                    ranges.iter().map(|r| r.to_string()).collect(),
+                )
+            })
+            .collect()
+    };
+    for (name, tz, hours) in [
+        (
+            "Hannah Schmidt",
+            "Europe/Berlin",
+            week(&["09:00-12:00", "13:00-17:00"]),
+        ),
+        ("Marcus Johnson", "America/New_York", week(&["08:30-16:30"])),
+        ("Yuki Tanaka", "Asia/Tokyo", week(&["10:00-18:00"])),
+    ] {
+        let input = CsrInput {
+            name: Some(name.into()),
+            email: Some(format!(
+                "{}@example.com",
+                name.split(' ').next().unwrap_or("csr").to_lowercase()
+            )),
+            skills: Some(vec!["onboarding_call".into()]),
+            timezone: Some(tz.into()),
+            working_hours: Some(hours),
+            max_active_tasks: Some(5),
+            active: Some(true),
+            time_off: None,
+        };
+        if let Err(e) = engine.create_csr(input).await {
+            tracing::warn!(error = %e, "demo could not add a CSR");
+        }
+    }
+}
+
+/// Plays the people around onramp: the contract service signs contracts and the CSRs hold
+/// their calls (a demo day passes in seconds).
+async fn play_people(engine: Arc<Engine>) {
+    use onramp_engine::people::{SignalInput, TaskActor};
+    let mut tick = tokio::time::interval(Duration::from_millis(1500));
+    loop {
+        tick.tick().await;
+        let filter = onramp_store::OnboardingFilter {
+            status: Some(OnboardingStatus::Waiting),
+            ..Default::default()
+        };
+        let page = onramp_store::PageRequest {
+            limit: 100,
+            cursor: None,
+        };
+        if let Ok(waiting) = engine.store.list_onboardings(&filter, &page).await {
+            for o in waiting.items {
+                let signal = SignalInput {
+                    id: format!("contract-{}", o.id),
+                    payload: serde_json::json!({"signed_by": o.customer.name}),
+                };
+                // Refused (400) unless a step of it waits for a contract; that is fine.
+                let _ = engine
+                    .send_signal(&o.id, "contract_signed", signal, "demo:contracts")
+                    .await;
+            }
+        }
+        let filter = onramp_store::TaskFilter {
+            status: Some(onramp_core::task::TaskStatus::Assigned),
+            ..Default::default()
+        };
+        let page = onramp_store::PageRequest {
+            limit: 20,
+            cursor: None,
+        };
+        if let Ok(tasks) = engine.store.list_tasks(&filter, &page).await {
+            for task in tasks.items {
+                let by = TaskActor {
+                    actor: "demo:csr".into(),
+                    only_csr: None,
+                };
+                let notes = Some("call held; customer ready".to_owned());
+                if let Err(e) = engine.complete_task(&task.id, &by, notes).await {
+                    tracing::debug!(error = %e, "demo could not complete a task");
+                }
+            }
+        }
     }
 }
 

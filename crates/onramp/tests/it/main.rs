@@ -7,6 +7,7 @@ mod audit;
 mod common;
 mod config;
 mod crash;
+mod delays;
 mod demo;
 mod migrate_and_help;
 mod postgres_crash;

@@ -24,6 +24,8 @@ scheduler_interval = "100ms"
 [services.accounts]
 base_url = "FAKE_URL"
 timeout = "1500ms"
+# Ten scripted 503s must not open the breaker: this test is about retries coming due.
+breaker = { failure_threshold = 1000, open_for = "1s" }
 
 [stages.calls]
 concurrency = 16
