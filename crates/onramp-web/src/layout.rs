@@ -24,6 +24,10 @@ pub enum Nav {
     DeadLetters,
     /// Templates.
     Templates,
+    /// The task inbox.
+    Tasks,
+    /// CSRs and their schedules.
+    Csrs,
 }
 
 /// Renders pages.
@@ -43,7 +47,11 @@ impl Page {
                 nav aria-label="Main" {
                     (entry(Nav::Dashboard, "/", "Dashboard"))
                     (entry(Nav::Onboardings, "/onboardings", "Onboardings"))
+                    @if session.may(Permission::ReadTasks) {
+                        (entry(Nav::Tasks, "/tasks", if session.role() == onramp_core::auth::Role::Csr { "My tasks" } else { "Tasks" }))
+                    }
                     @if session.may(Permission::ReadOperations) {
+                        (entry(Nav::Csrs, "/csrs", "CSRs"))
                         (entry(Nav::DeadLetters, "/dead-letters", "Dead letters"))
                         (entry(Nav::Templates, "/templates", "Templates"))
                     }

@@ -15,7 +15,7 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use onramp_engine::Engine;
-use pages::{dashboard, dead_letters, login, onboardings, templates};
+use pages::{dashboard, dead_letters, login, onboardings, people, templates};
 use std::sync::Arc;
 
 /// What every page can reach.
@@ -28,8 +28,8 @@ pub struct WebState {
 const CSS: &str = include_str!("../assets/app.css");
 const JS: &str = include_str!("../assets/app.js");
 
-/// Every UI route: `/`, `/login`, `/onboardings...`, `/dead-letters...`, `/templates...` and
-/// `/assets/...`. Merged beside the API's `/v1` routes by the binary.
+/// Every UI route: `/`, `/login`, `/onboardings...`, `/tasks...`, `/csrs...`, `/dead-letters...`,
+/// `/templates...` and `/assets/...`. Merged beside the API's `/v1` routes by the binary.
 pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(dashboard::show))
@@ -47,6 +47,10 @@ pub fn router(state: WebState) -> Router {
         .route("/dead-letters", get(dead_letters::list))
         .route("/dead-letters/replay", post(dead_letters::replay_stage))
         .route("/dead-letters/{id}/{action}", post(dead_letters::act))
+        .route("/tasks", get(people::inbox))
+        .route("/tasks/{id}/complete", post(people::complete))
+        .route("/csrs", get(people::csrs))
+        .route("/csrs/{id}", get(people::schedule))
         .route("/templates", get(templates::list))
         .route("/templates/{name}", get(templates::versions))
         .route(

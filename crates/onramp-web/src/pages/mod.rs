@@ -4,4 +4,5 @@ pub mod dashboard;
 pub mod dead_letters;
 pub mod login;
 pub mod onboardings;
+pub mod people;
 pub mod templates;

@@ -53,6 +53,18 @@ tasks = ["check_identity", "check_credit"]
 
 [templates.with_crm]
 tasks = ["check_identity", "register"]
+
+[stages.people]
+
+[tasks.kickoff_call]
+kind = "human"
+stage = "people"
+skill = "onboarding_call"
+duration = "30m"
+due_within = "3d"
+
+[templates.assisted]
+tasks = ["check_identity", "kickoff_call"]
 "#;
 
 /// A headless Chromium session; the driver process dies with it.
@@ -140,6 +152,10 @@ impl Browser {
     }
 
     async fn login(&self, base: &str) {
+        self.login_with(base, ADMIN_TOKEN).await;
+    }
+
+    async fn login_with(&self, base: &str, secret: &str) {
         self.client
             .goto(&format!("{base}/login"))
             .await
@@ -149,7 +165,7 @@ impl Browser {
             .find(Locator::Id("token"))
             .await
             .expect("token field");
-        token.send_keys(ADMIN_TOKEN).await.expect("type the token");
+        token.send_keys(secret).await.expect("type the token");
         self.client
             .find(Locator::Css("form button[type=submit]"))
             .await
@@ -524,4 +540,151 @@ async fn hand_picked_tasks_are_added_and_reordered_before_submitting() {
         .collect();
     assert_eq!(order, ["check_identity", "check_credit"]);
     browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csr_completes_their_task_from_the_inbox() {
+    let Some(browser) = Browser::start("csr_inbox").await else {
+        return;
+    };
+    let scratch = Scratch::new();
+    let served = serve(&scratch, "http://127.0.0.1:9");
+    let base = served.api.base.clone();
+    let day = ["09:00-17:00"];
+    let csr: Value = served
+        .api
+        .request(reqwest::Method::POST, "/v1/csrs", ADMIN_TOKEN)
+        .json(&json!({
+            "name": "Katherine Johnson", "email": "kj@example.com",
+            "skills": ["onboarding_call"], "timezone": "America/New_York",
+            "working_hours": {"mon": day, "tue": day, "wed": day, "thu": day, "fri": day},
+            "max_active_tasks": 3,
+        }))
+        .send()
+        .await
+        .expect("create a CSR")
+        .json()
+        .await
+        .expect("JSON");
+    let csr_id = csr["id"].as_str().expect("csr id").to_owned();
+    let db = scratch.db_url();
+    let token = scratch.run(&[
+        "token",
+        "create",
+        "--role",
+        "csr",
+        "--name",
+        "kj",
+        "--csr",
+        &csr_id,
+        "--database",
+        &db,
+    ]);
+    let csr_token = token.stdout().trim().to_owned();
+    assert!(csr_token.starts_with("onr_"), "{}", token.stderr());
+
+    let created: Value = served
+        .api
+        .request(reqwest::Method::POST, "/v1/onboardings", ADMIN_TOKEN)
+        .json(
+            &json!({"customer": {"name": "Edsger Dijkstra", "email": "ed@example.com"},
+                      "template": "assisted"}),
+        )
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("JSON");
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    browser.login_with(&base, &csr_token).await;
+    let nav = browser.client.source().await.expect("html");
+    assert!(nav.contains("My tasks"), "a CSR sees their inbox");
+    assert!(
+        !nav.contains("href=\"/dead-letters\""),
+        "and not operations pages"
+    );
+    browser
+        .client
+        .goto(&format!("{base}/tasks"))
+        .await
+        .expect("inbox");
+    let inbox = browser
+        .wait_for("the assigned task", |html| html.contains("kickoff_call"))
+        .await;
+    assert!(
+        inbox.contains("America/New_York"),
+        "times in the CSR's own zone"
+    );
+    browser.screenshot("inbox").await;
+    browser
+        .fill(
+            &browser
+                .client
+                .find(Locator::Css("input[name=notes]"))
+                .await
+                .expect("notes")
+                .attr("id")
+                .await
+                .expect("id")
+                .expect("an id"),
+            "Walked through the setup",
+        )
+        .await;
+    browser
+        .client
+        .find(Locator::Css("form[action$='/complete'] button"))
+        .await
+        .expect("complete button")
+        .click()
+        .await
+        .expect("complete");
+    browser
+        .wait_for("an empty inbox", |html| html.contains("Nothing to do."))
+        .await;
+    browser.screenshot("done").await;
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = api_get(&served, &format!("/v1/onboardings/{id}")).await;
+        if o["status"] == "completed" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the onboarding did not move on: {o}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.close().await;
+
+    // The CSR list and the CSR's week, as an admin sees them.
+    let http = reqwest::Client::new();
+    let admin_page = |path: String| {
+        http.get(format!("{base}{path}"))
+            .header("cookie", format!("onramp_session={ADMIN_TOKEN}"))
+            .send()
+    };
+    let list = admin_page("/csrs".into()).await.expect("GET /csrs");
+    assert_eq!(list.status(), 200);
+    assert!(
+        list.text()
+            .await
+            .expect("html")
+            .contains("Katherine Johnson")
+    );
+    let week = admin_page(format!("/csrs/{csr_id}"))
+        .await
+        .expect("GET week");
+    assert_eq!(week.status(), 200);
+    let week = week.text().await.expect("html");
+    assert!(
+        week.contains("Week of") && week.contains("09:00-17:00"),
+        "{week}"
+    );
+    assert!(
+        week.contains("kickoff_call"),
+        "the done task is on the schedule: {week}"
+    );
 }
