@@ -193,6 +193,36 @@ impl Browser {
         }
     }
 
+    /// Opens the new-onboarding form and types the customer's name and e-mail.
+    async fn start_form(&self, base: &str, name: &str, email: &str) {
+        self.client
+            .goto(&format!("{base}/onboardings/new"))
+            .await
+            .expect("the new-onboarding form");
+        self.fill("name", name).await;
+        self.fill("email", email).await;
+    }
+
+    async fn choose_template(&self, template: &str) {
+        self.client
+            .find(Locator::Id("template"))
+            .await
+            .expect("template select")
+            .select_by_value(template)
+            .await
+            .expect("choose the template");
+    }
+
+    async fn submit_form(&self) {
+        self.client
+            .find(Locator::Css("#new-onboarding button[type=submit]"))
+            .await
+            .expect("submit button")
+            .click()
+            .await
+            .expect("submit the form");
+    }
+
     async fn fill(&self, id: &str, text: &str) {
         let field = self.client.find(Locator::Id(id)).await.expect(id);
         field.send_keys(text).await.expect("type");
@@ -241,22 +271,8 @@ async fn an_onboarding_created_in_the_form_completes_on_screen_without_a_reload(
     let hostile = "<script>alert(1)</script>";
     browser.fill("name", hostile).await;
     browser.fill("email", "ada@example.com").await;
-    browser
-        .client
-        .find(Locator::Id("template"))
-        .await
-        .expect("template select")
-        .select_by_value("standard")
-        .await
-        .expect("choose the template");
-    browser
-        .client
-        .find(Locator::Css("#new-onboarding button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit the form");
+    browser.choose_template("standard").await;
+    browser.submit_form().await;
 
     let running = browser
         .wait_for("the detail page", |html| html.contains("id=\"live\""))
@@ -303,20 +319,9 @@ async fn submitting_the_form_twice_creates_one_onboarding() {
     let base = served.api.base.clone();
     browser.login(&base).await;
     browser
-        .client
-        .goto(&format!("{base}/onboardings/new"))
-        .await
-        .expect("form");
-    browser.fill("name", "Grace Hopper").await;
-    browser.fill("email", "grace@example.com").await;
-    browser
-        .client
-        .find(Locator::Id("template"))
-        .await
-        .expect("template select")
-        .select_by_value("standard")
-        .await
-        .expect("choose");
+        .start_form(&base, "Grace Hopper", "grace@example.com")
+        .await;
+    browser.choose_template("standard").await;
     browser.screenshot("filled").await;
     // The same rendered form posted twice, as a double click or an impatient reload does.
     let statuses = browser
@@ -485,12 +490,8 @@ async fn hand_picked_tasks_are_added_and_reordered_before_submitting() {
     let base = served.api.base.clone();
     browser.login(&base).await;
     browser
-        .client
-        .goto(&format!("{base}/onboardings/new"))
-        .await
-        .expect("form");
-    browser.fill("name", "Barbara Liskov").await;
-    browser.fill("email", "barbara@example.com").await;
+        .start_form(&base, "Barbara Liskov", "barbara@example.com")
+        .await;
     let add = browser
         .client
         .find(Locator::Css("select[aria-label='Add a task']"))
@@ -518,14 +519,7 @@ async fn hand_picked_tasks_are_added_and_reordered_before_submitting() {
         .expect("its value");
     assert_eq!(tasks.as_deref(), Some("check_identity, check_credit"));
     browser.screenshot("picked").await;
-    browser
-        .client
-        .find(Locator::Css("#new-onboarding button[type=submit]"))
-        .await
-        .expect("submit")
-        .click()
-        .await
-        .expect("submit");
+    browser.submit_form().await;
     browser
         .wait_for("the detail page", |html| html.contains("id=\"live\""))
         .await;
