@@ -16,11 +16,17 @@ document.addEventListener("submit", (event) => {
   }
 });
 
-// The onboarding detail page: refresh the timeline until the onboarding is terminal.
+// The onboarding detail page: refresh the timeline whenever the server says the onboarding
+// changed (server-sent events), until it is terminal. Without EventSource, poll.
 function followLive(element) {
   const url = element.dataset.live;
   if (!url || element.dataset.terminal) return;
-  const poll = async () => {
+  let refreshing = false;
+  let again = false;
+  let source = null;
+  const refresh = async () => {
+    if (refreshing) { again = true; return; }
+    refreshing = true;
     try {
       const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
       if (response.ok) {
@@ -30,13 +36,21 @@ function followLive(element) {
           // (Reload for the full audit log.)
           element.dataset.terminal = "true";
           document.querySelectorAll(".page-head .actions").forEach((a) => a.remove());
+          if (source) source.close();
           return;
         }
       }
-    } catch (_) { /* network hiccup: try again */ }
-    setTimeout(poll, 1000);
+    } catch (_) { /* a network hiccup: the next change or poll tries again */ }
+    finally { refreshing = false; }
+    if (again) { again = false; refresh(); }
   };
-  setTimeout(poll, 1000);
+  if (window.EventSource && element.dataset.changes) {
+    source = new EventSource(element.dataset.changes);
+    source.addEventListener("changed", refresh);
+  } else {
+    const poll = async () => { await refresh(); if (!element.dataset.terminal) setTimeout(poll, 1000); };
+    setTimeout(poll, 1000);
+  }
 }
 
 // The dashboard: refresh the page's content every few seconds.

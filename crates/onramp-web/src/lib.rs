@@ -42,6 +42,7 @@ pub fn router(state: WebState) -> Router {
         .route("/onboardings/new", get(onboardings::new))
         .route("/onboardings/{id}", get(onboardings::detail))
         .route("/onboardings/{id}/live", get(onboardings::live))
+        .route("/onboardings/{id}/changes", get(onboardings::changes))
         .route("/onboardings/{id}/retry", post(onboardings::retry))
         .route("/onboardings/{id}/cancel", post(onboardings::cancel))
         .route("/dead-letters", get(dead_letters::list))

@@ -7,7 +7,9 @@ use crate::session::Session;
 use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
+use futures::StreamExt;
 use maud::{Markup, html};
 use onramp_core::auth::Permission;
 use onramp_core::customer::{Customer, FieldError};
@@ -418,7 +420,7 @@ pub async fn detail(
                 }
             }
         }
-        div id="live" data-live={"/onboardings/" (o.id) "/live"} data-terminal=[o.status.is_terminal().then_some("true")] {
+        div id="live" data-live={"/onboardings/" (o.id) "/live"} data-changes={"/onboardings/" (o.id) "/changes"} data-terminal=[o.status.is_terminal().then_some("true")] {
             (timeline(&o))
         }
         section aria-labelledby="audit" {
@@ -494,6 +496,38 @@ pub async fn live(
         }
         Err(page) => page,
     }
+}
+
+/// `GET /onboardings/{id}/changes`: a server-sent event `changed` at once and after every
+/// change of the onboarding, fed by the engine's live hub (no polling; changes made by other
+/// processes arrive through the database's notifications). The page then fetches
+/// [`live`]. The stream ends with the server's shutdown; the page's `EventSource` reconnects.
+pub async fn changes(
+    State(state): State<WebState>,
+    session: Session,
+    Path(id): Path<String>,
+) -> Response {
+    let _ = session;
+    let Ok(id) = id.parse::<OnboardingId>() else {
+        return Page::error(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no such onboarding.",
+        );
+    };
+    let watch = state.engine.live.watch(&id);
+    let first = std::iter::once(Ok::<_, std::convert::Infallible>(
+        Event::default().event("changed").data("now"),
+    ));
+    let later = futures::stream::unfold(watch, |mut watch| async move {
+        watch
+            .changed()
+            .await
+            .then(|| (Ok(Event::default().event("changed").data("now")), watch))
+    });
+    let events = futures::stream::iter(first).chain(later);
+    let keep_alive = KeepAlive::new().interval(state.engine.config.events.keep_alive);
+    Sse::new(events).keep_alive(keep_alive).into_response()
 }
 
 /// A form with only the CSRF token (and an optional reason).

@@ -300,6 +300,19 @@ async fn an_onboarding_created_in_the_form_completes_on_screen_without_a_reload(
         .await
         .expect("read the mark");
     assert_eq!(same_page, json!(true), "the page was not reloaded");
+    let streamed = browser
+        .client
+        .execute(
+            "return performance.getEntriesByType('resource').some(e => e.name.includes('/changes'));",
+            vec![],
+        )
+        .await
+        .expect("read the page's requests");
+    assert_eq!(
+        streamed,
+        json!(true),
+        "the page followed the server-sent changes"
+    );
     browser.screenshot("completed").await;
 
     let id = url.rsplit('/').next().expect("an id").to_owned();
