@@ -28,6 +28,36 @@ pub struct AppState {
     pub engine: Arc<Engine>,
 }
 
+/// Wraps a whole app (API and UI): every request gets an `X-Request-Id` (the caller's, when it
+/// sends one, else a new UUID), echoed on the response, and a tracing span carrying it with
+/// the method and path, so every log line about the request names it. Headers are never
+/// logged: the `Authorization` token stays out of the logs.
+pub fn observed(app: Router) -> Router {
+    use axum::http::Request;
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    use tower_http::trace::{DefaultOnResponse, TraceLayer};
+    let span = |request: &Request<axum::body::Body>| {
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!(
+            "http",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %id,
+        )
+    };
+    app.layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::DEBUG)),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
 /// The whole API: `/v1/...`, health and readiness.
 pub fn router(state: AppState) -> Router {
     routes::routes()

@@ -111,12 +111,14 @@ impl Server {
         let addr = listener.local_addr()?;
         let runtime = Runtime::start(engine.clone(), options);
         let stop = CancellationToken::new();
-        let app = onramp_web::router(onramp_web::WebState {
-            engine: engine.clone(),
-        })
-        .merge(onramp_api::router(onramp_api::AppState {
-            engine: engine.clone(),
-        }));
+        let app = onramp_api::observed(
+            onramp_web::router(onramp_web::WebState {
+                engine: engine.clone(),
+            })
+            .merge(onramp_api::router(onramp_api::AppState {
+                engine: engine.clone(),
+            })),
+        );
         let stopped = stop.clone();
         let http = tokio::spawn(async move {
             axum::serve(listener, app)

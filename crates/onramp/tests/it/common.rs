@@ -185,6 +185,11 @@ impl Scratch {
     /// Starts a long-running `onramp ARGS` (serve, demo) with stdout read line by line;
     /// `admin_token` presets `ONRAMP_ADMIN_TOKEN`.
     pub fn start(&self, args: &[&str], admin_token: Option<&str>) -> Served {
+        self.start_logging(args, admin_token, "info")
+    }
+
+    /// [`start`](Self::start) with the log filter `log` (`ONRAMP_LOG`).
+    pub fn start_logging(&self, args: &[&str], admin_token: Option<&str>, log: &str) -> Served {
         let stderr_path = self.path(&format!("{}-{}.stderr", args[0], unique()));
         let stderr = File::create(&stderr_path).expect("create the stderr file");
         let mut command = self.command(args);
@@ -192,7 +197,7 @@ impl Scratch {
             command.env("ONRAMP_ADMIN_TOKEN", token);
         }
         let mut child = command
-            .env("ONRAMP_LOG", "info")
+            .env("ONRAMP_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
             .spawn()

@@ -10,6 +10,7 @@ mod crash;
 mod delays;
 mod demo;
 mod migrate_and_help;
+mod observability;
 mod postgres_crash;
 mod postgres_live_events;
 mod postgres_timers;
