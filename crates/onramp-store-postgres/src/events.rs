@@ -494,7 +494,7 @@ pub async fn list_deliveries(
     filter: &DeliveryFilter,
     page: &PageRequest<DeliveryId>,
 ) -> StoreResult<Page<DeliveryRecord, DeliveryId>> {
-    let mut items = sqlx::query(
+    let items = sqlx::query(
         "SELECT d.id, d.target, o.id AS event_id, o.type, d.onboarding_id, d.status,
                 d.attempts, d.last_error, d.available_at, d.created_at, d.updated_at
          FROM deliveries d JOIN outbox o ON o.seq = d.event_seq
@@ -512,13 +512,7 @@ pub async fn list_deliveries(
     .iter()
     .map(delivery_from_row)
     .collect::<StoreResult<Vec<_>>>()?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|d| d.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |d| d.id.clone()))
 }
 
 /// Replays dead deliveries to a target (in the caller's transaction).

@@ -141,17 +141,11 @@ pub async fn list_csrs(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    let mut items = rows
+    let items = rows
         .iter()
         .map(csr_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|c| c.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |c| c.id.clone()))
 }
 
 /// Replaces what a CSR is.
@@ -264,17 +258,11 @@ pub async fn list_tasks(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    let mut items = rows
+    let items = rows
         .iter()
         .map(task_from_row)
         .collect::<StoreResult<Vec<_>>>()?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|t| t.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |t| t.id.clone()))
 }
 
 /// A CSR's tasks whose slot overlaps `[from, to)`.

@@ -295,17 +295,11 @@ pub async fn list(
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;
-    let mut items: Vec<OnboardingRecord> = rows
+    let items: Vec<OnboardingRecord> = rows
         .iter()
         .map(onboarding_from_row)
         .collect::<StoreResult<_>>()?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|o| o.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |o| o.id.clone()))
 }
 
 /// The audit chain of an onboarding, in order.

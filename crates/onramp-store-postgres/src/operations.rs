@@ -77,7 +77,7 @@ pub async fn list_dead_letters(
     stage: Option<&StageName>,
     page: &PageRequest<DeadLetterId>,
 ) -> StoreResult<Page<DeadLetterRecord, DeadLetterId>> {
-    let mut items: Vec<DeadLetterRecord> = sqlx::query(
+    let items: Vec<DeadLetterRecord> = sqlx::query(
         "SELECT id, onboarding_id, step_seq, task, stage, attempts, error, dead_at
          FROM dead_letters
          WHERE resolved_at IS NULL AND ($1::text IS NULL OR stage = $1)
@@ -93,13 +93,7 @@ pub async fn list_dead_letters(
     .iter()
     .map(dead_letter_from_row)
     .collect::<StoreResult<_>>()?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|d| d.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |d| d.id.clone()))
 }
 
 /// Locks the onboarding of dead letter `id`, then returns the dead letter if it is still

@@ -403,7 +403,7 @@ pub fn list_deliveries(
     filter: &DeliveryFilter,
     page: &PageRequest<DeliveryId>,
 ) -> StoreResult<Page<DeliveryRecord, DeliveryId>> {
-    let mut items: Vec<DeliveryRecord> = conn
+    let items: Vec<DeliveryRecord> = conn
         .prepare_cached(
             "SELECT d.id, d.target, o.id AS event_id, o.type, d.onboarding_id, d.status,
                     d.attempts, d.last_error, d.available_at, d.created_at, d.updated_at
@@ -424,13 +424,7 @@ pub fn list_deliveries(
         .map_err(db_error)?
         .collect::<Result<_, _>>()
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|d| d.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |d| d.id.clone()))
 }
 
 /// Replays dead deliveries to a target.

@@ -71,7 +71,7 @@ pub fn list_csrs(
     conn: &Connection,
     page: &PageRequest<CsrId>,
 ) -> StoreResult<Page<CsrRecord, CsrId>> {
-    let mut items: Vec<CsrRecord> = conn
+    let items: Vec<CsrRecord> = conn
         .prepare_cached(&format!(
             "SELECT {CSR_COLUMNS} FROM csrs c WHERE (?1 IS NULL OR c.id > ?1) ORDER BY c.id LIMIT ?2"
         ))
@@ -83,13 +83,7 @@ pub fn list_csrs(
         .map_err(db_error)?
         .collect::<Result<_, _>>()
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|c| c.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |c| c.id.clone()))
 }
 
 /// Replaces what a CSR is.
@@ -177,7 +171,7 @@ pub fn list_tasks(
     filter: &TaskFilter,
     page: &PageRequest<TaskId>,
 ) -> StoreResult<Page<TaskRecord, TaskId>> {
-    let mut items: Vec<TaskRecord> = conn
+    let items: Vec<TaskRecord> = conn
         .prepare_cached(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks
              WHERE (?1 IS NULL OR csr_id = ?1) AND (?2 IS NULL OR status = ?2)
@@ -199,13 +193,7 @@ pub fn list_tasks(
         .map_err(db_error)?
         .collect::<Result<_, _>>()
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|t| t.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |t| t.id.clone()))
 }
 
 /// A CSR's tasks whose slot overlaps `[from, to)`.

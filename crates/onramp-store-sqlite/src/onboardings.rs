@@ -228,7 +228,7 @@ pub fn list(
              ORDER BY id DESC LIMIT ?6"
         ))
         .map_err(db_error)?;
-    let mut items: Vec<OnboardingRecord> = stmt
+    let items: Vec<OnboardingRecord> = stmt
         .query_map(
             params![
                 filter.status.map(|s| s.as_str()),
@@ -243,13 +243,7 @@ pub fn list(
         .map_err(db_error)?
         .collect::<Result<_, _>>()
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|o| o.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |o| o.id.clone()))
 }
 
 /// Onboardings per status.

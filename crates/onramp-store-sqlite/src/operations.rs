@@ -74,7 +74,7 @@ pub fn list_dead_letters(
     stage: Option<&StageName>,
     page: &PageRequest<DeadLetterId>,
 ) -> StoreResult<Page<DeadLetterRecord, DeadLetterId>> {
-    let mut items: Vec<DeadLetterRecord> = conn
+    let items: Vec<DeadLetterRecord> = conn
         .prepare_cached(&format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters
              WHERE resolved_at IS NULL AND (?1 IS NULL OR stage = ?1) AND (?2 IS NULL OR id > ?2)
@@ -92,13 +92,7 @@ pub fn list_dead_letters(
         .map_err(db_error)?
         .collect::<Result<_, _>>()
         .map_err(db_error)?;
-    let next_cursor = if items.len() > page.limit {
-        items.truncate(page.limit);
-        items.last().map(|d| d.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(Page::from_overfetch(items, page.limit, |d| d.id.clone()))
 }
 
 fn open_dead_letter(conn: &Connection, id: &DeadLetterId) -> StoreResult<DeadLetterRecord> {

@@ -241,6 +241,20 @@ pub struct Page<T, C> {
     pub next_cursor: Option<C>,
 }
 
+impl<T, C> Page<T, C> {
+    /// A page from a query that fetched up to `limit + 1` rows: the extra row only says that
+    /// more follow, and the cursor is the last kept item's.
+    pub fn from_overfetch(mut items: Vec<T>, limit: usize, cursor: impl Fn(&T) -> C) -> Self {
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(cursor)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
 /// A lease on a claimed step; a finish must present it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseId(pub i64);
