@@ -2,7 +2,8 @@
 //!
 //! [`Caller`] is an extractor: a handler that takes one only runs for a live token (else 401);
 //! [`Caller::require`] then checks the role (else 403). Tokens are looked up by their SHA-256,
-//! so the secret is never compared byte by byte, and never logged.
+//! so the secret is never compared byte by byte, and never logged. A live token then takes one
+//! request from its rate limit (else 429).
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -59,6 +60,10 @@ impl FromRequestParts<AppState> for Caller {
             .authenticate(secret)
             .await?
             .ok_or(ApiError::Unauthenticated)?;
+        state
+            .limits
+            .take(&token.name)
+            .map_err(|retry_after| ApiError::TooManyRequests { retry_after })?;
         Ok(Caller { token })
     }
 }

@@ -41,6 +41,11 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 422: idempotency key reused with another body.
     IdempotencyKeyReused,
+    /// 429: the token's rate limit is used up.
+    TooManyRequests {
+        /// When the next request will be accepted.
+        retry_after: std::time::Duration,
+    },
     /// 503.
     Unavailable(String),
     /// 500; the cause is logged, never shown.
@@ -103,6 +108,13 @@ impl From<EngineError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            // Whole seconds, rounded up: a client that waits as told is let through.
+            ApiError::TooManyRequests { retry_after } => {
+                retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0)
+            }
+            _ => 1,
+        };
         let (status, code, message, details) = match self {
             ApiError::BadRequest {
                 code,
@@ -145,6 +157,12 @@ impl IntoResponse for ApiError {
                 "this Idempotency-Key was already used with a different request body".into(),
                 vec![],
             ),
+            ApiError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("this token's rate limit is used up; try again in {retry_after} s"),
+                vec![],
+            ),
             ApiError::Unavailable(m) => {
                 tracing::warn!(error = %m, "service unavailable");
                 (
@@ -171,10 +189,10 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
     }

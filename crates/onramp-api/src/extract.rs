@@ -30,6 +30,7 @@ where
         let axum::Json(raw) = axum::Json::<Value>::from_request(req, state)
             .await
             .map_err(json_rejection)?;
+        check_depth(&raw)?;
         let value = serde_json::from_value(raw.clone())
             .map_err(|e| ApiError::invalid("body", e.to_string()))?;
         Ok(JsonBody { value, raw })
@@ -64,10 +65,35 @@ where
         if !has_content_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        serde_json::from_slice(&bytes)
+        let raw: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
+        check_depth(&raw)?;
+        serde_json::from_value(raw)
             .map(OptionalJsonBody)
             .map_err(|e| ApiError::invalid("body", e.to_string()))
     }
+}
+
+/// Deepest nesting of arrays and objects a body may have. Real requests need a handful of
+/// levels (customer attributes, signal payloads); deeper ones are refused before they reach
+/// code that walks them recursively (hashing, canonical JSON, templates).
+pub const MAX_JSON_DEPTH: usize = 32;
+
+fn check_depth(body: &Value) -> Result<(), ApiError> {
+    fn depth(v: &Value) -> usize {
+        match v {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    if depth(body) > MAX_JSON_DEPTH {
+        return Err(ApiError::invalid(
+            "body",
+            format!("nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
+    Ok(())
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {

@@ -185,6 +185,8 @@ pub fn expand(s: &str, env: Env<'_>) -> Result<String, String> {
 #[derive(Deserialize, Default)]
 struct RawServer {
     listen: Option<String>,
+    rate_limit: Option<String>,
+    request_timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -321,6 +323,21 @@ impl Decoder<'_> {
                     if let Some(listen) = raw.listen {
                         config.server.listen = listen;
                     }
+                    match raw.rate_limit.as_deref() {
+                        None => {}
+                        Some("off") => config.server.rate_limit = None,
+                        Some(text) => match parse_rate(text) {
+                            Ok(rate) => config.server.rate_limit = Some(rate),
+                            Err(e) => self
+                                .errors
+                                .at(&path.key("rate_limit"), format!("{e} (or \"off\")")),
+                        },
+                    }
+                    config.server.request_timeout = self.positive_duration(
+                        raw.request_timeout,
+                        &path.key("request_timeout"),
+                        config.server.request_timeout,
+                    );
                 }
                 "store" => {
                     let raw: RawStore = self.decode(value, &path).unwrap_or_default();

@@ -56,12 +56,26 @@ impl Config {
 pub struct ServerConfig {
     /// The address the HTTP API listens on (`ONRAMP_LISTEN` overrides it).
     pub listen: String,
+    /// Requests each API token may make, in bursts of up to `count` (`None`: unlimited,
+    /// written `rate_limit = "off"`). Beyond it the API answers 429 with `Retry-After`.
+    pub rate_limit: Option<RateLimit>,
+    /// Longest a request may take before it is answered 503 (event streams excepted).
+    pub request_timeout: Duration,
 }
+
+/// Each token's default request rate: high enough for bulk imports and dashboards, low enough
+/// that one runaway client cannot take the database from everyone else.
+pub const DEFAULT_TOKEN_RATE_LIMIT: RateLimit = RateLimit {
+    count: 200,
+    per: Duration::from_secs(1),
+};
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
+            rate_limit: Some(DEFAULT_TOKEN_RATE_LIMIT),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -46,6 +46,12 @@ pub struct Idempotency {
 /// Longest accepted idempotency key.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
+/// The actor of what onramp does on its own (the first admin token at bootstrap).
+pub const SYSTEM_ACTOR: &str = "system";
+
+/// The actor of the `onramp` command line, run by someone with access to the database.
+pub const CLI_ACTOR: &str = "cli";
+
 /// Who is acting, for audit entries: `token:<name>`.
 pub fn actor_for(token_name: &str) -> String {
     format!("token:{token_name}")
@@ -165,7 +171,11 @@ impl Engine {
             now: self.clock.now(),
             actor: actor.to_owned(),
         };
-        Ok(self.store.create_onboarding(new, claim).await?)
+        let created = self.store.create_onboarding(new, claim).await?;
+        if let Created::New(_) = created {
+            self.metrics.onboarding_created();
+        }
+        Ok(created)
     }
 
     /// failed → running. Refused once the failure's dead letter was discarded
@@ -245,10 +255,15 @@ impl Engine {
 
     /// Pauses or resumes a known stage. Resuming wakes the stage's workers, so queued steps
     /// run at once rather than at the next poll.
-    pub async fn set_stage_paused(&self, stage: &str, paused: bool) -> Result<(), EngineError> {
+    pub async fn set_stage_paused(
+        &self,
+        stage: &str,
+        paused: bool,
+        actor: &str,
+    ) -> Result<(), EngineError> {
         let stage = self.known_stage(stage)?;
         self.store
-            .set_stage_paused(&stage, paused, self.clock.now())
+            .set_stage_paused(&stage, paused, self.clock.now(), actor)
             .await?;
         self.refresh_paused().await?;
         if !paused {
@@ -272,6 +287,7 @@ impl Engine {
         name: &str,
         tasks: &[String],
         on_failure: Option<&str>,
+        actor: &str,
     ) -> Result<TemplateRecord, EngineError> {
         let on_failure = match on_failure {
             None => FailurePolicy::Hold,
@@ -305,19 +321,20 @@ impl Engine {
         };
         Ok(self
             .store
-            .put_template(&name, &spec, self.clock.now())
+            .put_template(&name, &spec, self.clock.now(), actor)
             .await?)
     }
 
-    /// Creates a token; returns the secret (shown once) and the stored record.
+    /// Creates a token for `actor`; returns the secret (shown once) and the stored record.
     pub async fn create_token(
         &self,
         name: &str,
         role: Role,
         csr: Option<CsrId>,
+        actor: &str,
     ) -> Result<(String, TokenRecord), EngineError> {
         let secret = tokens::generate();
-        let record = self.store_token(name, role, csr, &secret).await?;
+        let record = self.store_token(name, role, csr, &secret, actor).await?;
         Ok((secret, record))
     }
 
@@ -328,6 +345,7 @@ impl Engine {
         role: Role,
         csr: Option<CsrId>,
         secret: &str,
+        actor: &str,
     ) -> Result<TokenRecord, EngineError> {
         if name.is_empty() || name.chars().count() > 100 {
             return Err(EngineError::invalid("name", "must be 1 to 100 characters"));
@@ -346,8 +364,26 @@ impl Engine {
                 hash: tokens::hash(secret),
                 csr,
                 now: self.clock.now(),
+                actor: actor.to_owned(),
             })
             .await?)
+    }
+
+    /// Revokes a live token by name.
+    pub async fn revoke_token(&self, name: &str, actor: &str) -> Result<(), EngineError> {
+        Ok(self
+            .store
+            .revoke_token(name, self.clock.now(), actor)
+            .await?)
+    }
+
+    /// The administrative audit chain: up to `limit` entries after `after`, in order.
+    pub async fn admin_audit(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<onramp_core::audit::AuditEntry>, EngineError> {
+        Ok(self.store.admin_audit(after, limit).await?)
     }
 
     /// The live token for a presented secret.
@@ -365,14 +401,17 @@ impl Engine {
         if let Some(secret) = preset {
             if self.authenticate(secret).await?.is_none() {
                 let name = format!("admin-env-{}", &tokens::hash(secret)[..8]);
-                self.store_token(&name, Role::Admin, None, secret).await?;
+                self.store_token(&name, Role::Admin, None, secret, SYSTEM_ACTOR)
+                    .await?;
             }
             return Ok(None);
         }
         if !self.store.list_tokens().await?.is_empty() {
             return Ok(None);
         }
-        let (secret, _) = self.create_token("admin", Role::Admin, None).await?;
+        let (secret, _) = self
+            .create_token("admin", Role::Admin, None, SYSTEM_ACTOR)
+            .await?;
         Ok(Some(secret))
     }
 
@@ -389,13 +428,14 @@ impl Engine {
                 report.chains += 1;
                 report.entries += entries.len() as u64;
                 if let Err(broken) = verify_chain(&entries) {
-                    report.broken.push((id.clone(), broken));
+                    report.broken.push((id.to_string(), broken));
                 }
                 Ok(())
             };
         match only {
             Some(id) => check(id, &mut report).await?,
             None => {
+                self.verify_admin_audit(&mut report).await?;
                 let mut after: Option<OnboardingId> = None;
                 loop {
                     let ids = self.store.onboarding_ids(after.as_ref(), 500).await?;
@@ -411,7 +451,31 @@ impl Engine {
         }
         Ok(report)
     }
+
+    /// Checks the chain of administrative actions, read a page at a time.
+    async fn verify_admin_audit(&self, report: &mut AuditReport) -> Result<(), EngineError> {
+        let mut entries = Vec::new();
+        loop {
+            let after = entries
+                .last()
+                .map_or(0, |e: &onramp_core::audit::AuditEntry| e.seq);
+            let page = self.store.admin_audit(after, 1000).await?;
+            if page.is_empty() {
+                break;
+            }
+            entries.extend(page);
+        }
+        report.chains += 1;
+        report.entries += entries.len() as u64;
+        if let Err(broken) = verify_chain(&entries) {
+            report.broken.push((ADMIN_CHAIN.to_owned(), broken));
+        }
+        Ok(())
+    }
 }
+
+/// How `audit verify` names the chain of administrative actions.
+pub const ADMIN_CHAIN: &str = "admin";
 
 /// The result of `audit verify`.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -420,8 +484,8 @@ pub struct AuditReport {
     pub chains: u64,
     /// Entries checked.
     pub entries: u64,
-    /// Broken chains and where.
-    pub broken: Vec<(OnboardingId, BrokenLink)>,
+    /// Broken chains (an onboarding id, or [`ADMIN_CHAIN`]) and where.
+    pub broken: Vec<(String, BrokenLink)>,
 }
 
 fn field(name: &str, message: impl Into<String>) -> FieldError {

@@ -19,6 +19,7 @@ pub mod completer;
 mod error;
 pub mod executor;
 pub mod live;
+pub mod metrics;
 pub mod outbox;
 pub mod people;
 pub mod runtime;
@@ -57,6 +58,8 @@ pub struct Engine {
     pub services: services::Services,
     /// Wake-ups of live status streams.
     pub live: live::LiveUpdates,
+    /// This process's metrics (`/metrics`).
+    pub metrics: metrics::Metrics,
     /// How event delivery is doing in this process (for `/readyz`).
     pub events_health: Arc<outbox::EventsHealth>,
     paused: RwLock<HashSet<StageName>>,
@@ -128,7 +131,9 @@ impl Engine {
             .build()
             .map_err(|e| EngineError::Internal(format!("HTTP client: {e}")))?;
         let live = live::LiveUpdates::start(&store.signals(), LIVE_RESYNC);
+        let metrics = metrics::Metrics::new(config.stage_names());
         Ok(Arc::new(Engine {
+            metrics,
             live,
             events_health: Arc::default(),
             store,

@@ -177,26 +177,35 @@ pub fn csr_spec(input: CsrInput, base: Option<&CsrSpec>) -> Result<CsrSpec, Engi
 
 impl Engine {
     /// Adds a CSR and assigns what they can take.
-    pub async fn create_csr(&self, input: CsrInput) -> Result<CsrRecord, EngineError> {
+    pub async fn create_csr(&self, input: CsrInput, actor: &str) -> Result<CsrRecord, EngineError> {
         let spec = csr_spec(input, None)?;
         let id = CsrId::new();
-        self.store.create_csr(&id, &spec, self.clock.now()).await?;
+        self.store
+            .create_csr(&id, &spec, self.clock.now(), actor)
+            .await?;
         self.assign_tasks().await;
         Ok(self.store.get_csr(&id).await?)
     }
 
     /// Changes a CSR (only the given fields) and assigns what they can now take.
-    pub async fn update_csr(&self, id: &CsrId, input: CsrInput) -> Result<CsrRecord, EngineError> {
+    pub async fn update_csr(
+        &self,
+        id: &CsrId,
+        input: CsrInput,
+        actor: &str,
+    ) -> Result<CsrRecord, EngineError> {
         let current = self.store.get_csr(id).await?;
         let spec = csr_spec(input, Some(&current.spec))?;
-        self.store.update_csr(id, &spec, self.clock.now()).await?;
+        self.store
+            .update_csr(id, &spec, self.clock.now(), actor)
+            .await?;
         self.assign_tasks().await;
         Ok(self.store.get_csr(id).await?)
     }
 
     /// Removes a CSR; their open tasks go to others.
-    pub async fn delete_csr(&self, id: &CsrId) -> Result<(), EngineError> {
-        self.store.delete_csr(id, self.clock.now()).await?;
+    pub async fn delete_csr(&self, id: &CsrId, actor: &str) -> Result<(), EngineError> {
+        self.store.delete_csr(id, self.clock.now(), actor).await?;
         self.assign_tasks().await;
         Ok(())
     }

@@ -53,6 +53,7 @@ impl Engine {
     pub async fn create_webhook(
         &self,
         request: CreateWebhook,
+        actor: &str,
     ) -> Result<WebhookRecord, EngineError> {
         let mut errors = Vec::new();
         let url = check_url(request.url.trim())
@@ -90,6 +91,7 @@ impl Engine {
                 events,
                 secret: secret.expose(),
                 now: self.clock.now(),
+                actor: actor.to_owned(),
             })
             .await?)
     }
@@ -105,8 +107,11 @@ impl Engine {
     }
 
     /// Deletes an endpoint; its undelivered events are dropped with it.
-    pub async fn delete_webhook(&self, id: &WebhookId) -> Result<(), EngineError> {
-        Ok(self.store.delete_webhook(id).await?)
+    pub async fn delete_webhook(&self, id: &WebhookId, actor: &str) -> Result<(), EngineError> {
+        Ok(self
+            .store
+            .delete_webhook(id, self.clock.now(), actor)
+            .await?)
     }
 
     /// An endpoint's deliveries, oldest first.

@@ -105,6 +105,7 @@ fn spawn_attempt(
     let span = tracing::info_span!("step", onboarding = %step.onboarding_id, seq = step.seq.0, task = %step.task, attempt = step.attempt);
     tokio::spawn(
         async move {
+            let started = std::time::Instant::now();
             let outcome = tokio::select! {
                 outcome = executor::execute(&engine, &step) => outcome,
                 _ = abort.cancelled() => StepOutcome::Deferred {
@@ -116,6 +117,13 @@ fn spawn_attempt(
             let now = engine.clock.now();
             let resolution = resolve(outcome, step.attempt, &policy.retry, now, rand::random());
             tracing::debug!(?resolution, "attempt finished");
+            engine.metrics.step_attempt(
+                step.stage.as_str(),
+                step.task.as_str(),
+                step.compensation,
+                &resolution,
+                started.elapsed(),
+            );
             completer.submit(StepFinish {
                 step: StepRef {
                     onboarding_id: step.onboarding_id,

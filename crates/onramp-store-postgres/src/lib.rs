@@ -20,12 +20,14 @@
 //!   retries.
 #![forbid(unsafe_code)]
 
+mod admin_audit;
 mod announcer;
 mod apply;
 mod batch;
 mod errors;
 mod events;
 mod human;
+mod levels;
 mod listener;
 mod migrate;
 mod onboardings;

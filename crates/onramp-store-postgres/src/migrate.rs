@@ -15,6 +15,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_sagas.sql"),
     include_str!("../migrations/0003_events.sql"),
     include_str!("../migrations/0004_human_tasks.sql"),
+    include_str!("../migrations/0005_open_work_indexes.sql"),
+    include_str!("../migrations/0006_admin_audit.sql"),
 ];
 
 /// The advisory lock key that serialises migrations (any fixed number; this one spells

@@ -28,7 +28,8 @@ pub async fn stage_counts(conn: &mut PgConnection) -> StoreResult<Vec<StageCount
     };
     let rows = sqlx::query(
         "SELECT stage, status, count(*) AS n FROM steps
-         WHERE status IN ('queued', 'running', 'retrying') GROUP BY stage, status",
+         WHERE status IN ('queued', 'running', 'retrying', 'compensating')
+             GROUP BY stage, status",
     )
     .fetch_all(&mut *conn)
     .await
@@ -43,7 +44,9 @@ pub async fn stage_counts(conn: &mut PgConnection) -> StoreResult<Vec<StageCount
         match status {
             "queued" => counts.queued = n,
             "running" => counts.running = n,
-            _ => counts.retrying = n,
+            "retrying" => counts.retrying = n,
+            // Read only so the query's filter matches the partial index `steps_open`.
+            _ => {}
         }
     }
     let dead = sqlx::query(
@@ -124,6 +127,7 @@ pub async fn put_template(
     spec: &TemplateSpec,
     now: Millis,
     only_if_changed: bool,
+    actor: &str,
 ) -> StoreResult<TemplateRecord> {
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(TEMPLATE_LOCK_CLASS)
@@ -151,13 +155,15 @@ pub async fn put_template(
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
-    Ok(TemplateRecord {
+    let record = TemplateRecord {
         name: name.clone(),
         version,
         tasks: spec.tasks.clone(),
         on_failure: spec.on_failure,
         created_at: now,
-    })
+    };
+    crate::admin_audit::append(conn, onramp_store::admin::template_changed(&record, actor)).await?;
+    Ok(record)
 }
 
 async fn latest_template(

@@ -3,7 +3,9 @@
 
 use crate::announcer::Announcer;
 use crate::listener::{self, ListenerTask};
-use crate::{db_error, events, human, migrate, onboardings, operations, queue, registry};
+use crate::{
+    admin_audit, db_error, events, human, levels, migrate, onboardings, operations, queue, registry,
+};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::events::EventType;
@@ -421,14 +423,23 @@ impl Store for PostgresStore {
         Ok(counts)
     }
 
+    async fn work_levels(&self, now: Millis) -> StoreResult<WorkLevels> {
+        let mut tx = self.snapshot().await?;
+        let levels = levels::work_levels(&mut tx, now).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(levels)
+    }
+
     async fn set_stage_paused(
         &self,
         stage: &StageName,
         paused: bool,
         now: Millis,
+        actor: &str,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let notices = registry::set_stage_paused(&mut tx, stage, paused, now).await?;
+        admin_audit::append(&mut tx, admin::stage_paused(stage, paused, now, actor)).await?;
         self.commit(tx, notices).await
     }
 
@@ -441,9 +452,10 @@ impl Store for PostgresStore {
         name: &TemplateName,
         spec: &TemplateSpec,
         now: Millis,
+        actor: &str,
     ) -> StoreResult<TemplateRecord> {
         let mut tx = self.begin().await?;
-        let record = registry::put_template(&mut tx, name, spec, now, false).await?;
+        let record = registry::put_template(&mut tx, name, spec, now, false, actor).await?;
         self.commit(tx, Notices::default()).await?;
         Ok(record)
     }
@@ -455,7 +467,7 @@ impl Store for PostgresStore {
         now: Millis,
     ) -> StoreResult<TemplateRecord> {
         let mut tx = self.begin().await?;
-        let record = registry::put_template(&mut tx, name, spec, now, true).await?;
+        let record = registry::put_template(&mut tx, name, spec, now, true, "config").await?;
         self.commit(tx, Notices::default()).await?;
         Ok(record)
     }
@@ -477,7 +489,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord> {
-        registry::create_token(&mut *self.connection().await?, token).await
+        let entry = admin::token_created(&token);
+        let mut tx = self.begin().await?;
+        let record = registry::create_token(&mut tx, token).await?;
+        admin_audit::append(&mut tx, entry).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(record)
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
@@ -488,8 +505,15 @@ impl Store for PostgresStore {
         registry::list_tokens(&mut *self.connection().await?).await
     }
 
-    async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()> {
-        registry::revoke_token(&mut *self.connection().await?, name, now).await
+    async fn revoke_token(&self, name: &str, now: Millis, actor: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        registry::revoke_token(&mut tx, name, now).await?;
+        admin_audit::append(&mut tx, admin::token_revoked(name, now, actor)).await?;
+        self.commit(tx, Notices::default()).await
+    }
+
+    async fn admin_audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        admin_audit::entries(&mut *self.connection().await?, after, limit).await
     }
 
     async fn status_changes(
@@ -527,7 +551,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<WebhookRecord> {
-        events::create_webhook(&mut *self.connection().await?, new).await
+        let entry = admin::webhook_created(&new);
+        let mut tx = self.begin().await?;
+        let record = events::create_webhook(&mut tx, new).await?;
+        admin_audit::append(&mut tx, entry).await?;
+        self.commit(tx, Notices::default()).await?;
+        Ok(record)
     }
 
     async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
@@ -538,9 +567,10 @@ impl Store for PostgresStore {
         events::get_webhook(&mut *self.connection().await?, id).await
     }
 
-    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<()> {
+    async fn delete_webhook(&self, id: &WebhookId, now: Millis, actor: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         events::delete_webhook(&mut tx, id).await?;
+        admin_audit::append(&mut tx, admin::webhook_deleted(id, now, actor)).await?;
         self.commit(tx, Notices::default()).await
     }
 
@@ -594,9 +624,16 @@ impl Store for PostgresStore {
         Ok(replayed)
     }
 
-    async fn create_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+    async fn create_csr(
+        &self,
+        id: &CsrId,
+        spec: &CsrSpec,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<CsrRecord> {
         let mut tx = self.begin().await?;
         let record = human::create_csr(&mut tx, id, spec, now).await?;
+        admin_audit::append(&mut tx, admin::csr_created(id, spec, now, actor)).await?;
         self.commit(tx, Notices::default()).await?;
         Ok(record)
     }
@@ -609,16 +646,27 @@ impl Store for PostgresStore {
         human::list_csrs(&mut *self.connection().await?, page).await
     }
 
-    async fn update_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+    async fn update_csr(
+        &self,
+        id: &CsrId,
+        spec: &CsrSpec,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<CsrRecord> {
         let mut tx = self.begin().await?;
+        // Admin changes take turns from here, so `before` is what this change replaces.
+        admin_audit::lock(&mut tx).await?;
+        let before = human::get_csr(&mut tx, id).await?.spec;
         let record = human::update_csr(&mut tx, id, spec, now).await?;
+        admin_audit::append(&mut tx, admin::csr_changed(id, &before, spec, now, actor)).await?;
         self.commit(tx, Notices::default()).await?;
         Ok(record)
     }
 
-    async fn delete_csr(&self, id: &CsrId, _now: Millis) -> StoreResult<()> {
+    async fn delete_csr(&self, id: &CsrId, now: Millis, actor: &str) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         human::delete_csr(&mut tx, id).await?;
+        admin_audit::append(&mut tx, admin::csr_deleted(id, now, actor)).await?;
         self.commit(tx, Notices::default()).await
     }
 

@@ -65,6 +65,8 @@ conformance!(
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
     onboardings_are_counted_by_status,
+    admin_actions_chain_in_one_audit_log,
+    work_levels_count_open_work,
     status_changes_record_every_visible_change,
     publication_orders_events_and_fans_out_to_subscribers,
     deliveries_keep_each_onboardings_order_and_fence_stale_leases,
@@ -142,7 +144,7 @@ async fn onboardings_and_paused_stages_survive_reopening() {
     let store = open(&db).await;
     let record = create(&store, &[("a", "s1")]).await;
     store
-        .set_stage_paused(&stage("billing"), true, T0)
+        .set_stage_paused(&stage("billing"), true, T0, "test")
         .await
         .expect("pause");
     drop(store);
@@ -174,7 +176,11 @@ async fn processes_starting_together_migrate_once() {
             .await
             .expect("versions");
     // Every migration applied exactly once, in order.
-    assert_eq!(versions, vec![1, 2, 3, 4], "each migration applied once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4, 5, 6],
+        "each migration applied once"
+    );
     let record = create(&stores[1], &[("a", "s1")]).await;
     assert_eq!(
         stores[3].get_onboarding(&record.id).await.expect("get"),

@@ -12,9 +12,11 @@
 //! - **Wake-ups** are in-process ([`onramp_store::Signals`]), fired after commit.
 #![forbid(unsafe_code)]
 
+mod admin_audit;
 mod apply;
 mod events;
 mod human;
+mod levels;
 mod migrate;
 mod onboardings;
 mod operations;

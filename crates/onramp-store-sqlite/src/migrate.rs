@@ -8,6 +8,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_sagas.sql"),
     include_str!("../migrations/0003_events.sql"),
     include_str!("../migrations/0004_human_tasks.sql"),
+    include_str!("../migrations/0005_open_work_indexes.sql"),
+    include_str!("../migrations/0006_admin_audit.sql"),
 ];
 
 /// Applies every migration the database has not seen, each in its own transaction.

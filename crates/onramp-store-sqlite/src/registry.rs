@@ -23,7 +23,8 @@ pub fn stage_counts(conn: &Connection) -> StoreResult<Vec<StageCounts>> {
     let rows: Vec<(StageName, String, u64)> = conn
         .prepare_cached(
             "SELECT stage, status, count(*) AS n FROM steps
-             WHERE status IN ('queued', 'running', 'retrying') GROUP BY stage, status",
+             WHERE status IN ('queued', 'running', 'retrying', 'compensating')
+             GROUP BY stage, status",
         )
         .map_err(db_error)?
         .query_map([], |r| {
@@ -39,7 +40,9 @@ pub fn stage_counts(conn: &Connection) -> StoreResult<Vec<StageCounts>> {
         match status.as_str() {
             "queued" => counts.queued = n,
             "running" => counts.running = n,
-            _ => counts.retrying = n,
+            "retrying" => counts.retrying = n,
+            // Read only so the query's filter matches the partial index `steps_open`.
+            _ => {}
         }
     }
     let dead: Vec<(StageName, u64)> = conn
@@ -115,6 +118,7 @@ pub fn put_template(
     spec: &TemplateSpec,
     now: Millis,
     only_if_changed: bool,
+    actor: &str,
 ) -> StoreResult<(TemplateRecord, Notices)> {
     let latest = latest_template(conn, name)?;
     if only_if_changed
@@ -146,6 +150,7 @@ pub fn put_template(
         on_failure: spec.on_failure,
         created_at: now,
     };
+    crate::admin_audit::append(conn, onramp_store::admin::template_changed(&record, actor))?;
     Ok((record, Notices::default()))
 }
 

@@ -2,7 +2,9 @@
 //! call to the module that does it.
 
 use crate::writer::{AfterCommit, Writer};
-use crate::{db_error, events, human, migrate, onboardings, operations, queue, registry};
+use crate::{
+    admin_audit, db_error, events, human, levels, migrate, onboardings, operations, queue, registry,
+};
 use async_trait::async_trait;
 use onramp_core::audit::AuditEntry;
 use onramp_core::events::EventType;
@@ -394,15 +396,25 @@ impl Store for SqliteStore {
         self.read(registry::stage_counts).await
     }
 
+    async fn work_levels(&self, now: Millis) -> StoreResult<WorkLevels> {
+        self.read(move |c| levels::work_levels(c, now)).await
+    }
+
     async fn set_stage_paused(
         &self,
         stage: &StageName,
         paused: bool,
         now: Millis,
+        actor: &str,
     ) -> StoreResult<()> {
+        let entry = admin::stage_paused(stage, paused, now, actor);
         let stage = stage.clone();
-        self.write(move |c| registry::set_stage_paused(c, &stage, paused, now))
-            .await
+        self.write(move |c| {
+            let done = registry::set_stage_paused(c, &stage, paused, now)?;
+            admin_audit::append(c, entry)?;
+            Ok(done)
+        })
+        .await
     }
 
     async fn paused_stages(&self) -> StoreResult<Vec<StageName>> {
@@ -414,9 +426,10 @@ impl Store for SqliteStore {
         name: &TemplateName,
         spec: &TemplateSpec,
         now: Millis,
+        actor: &str,
     ) -> StoreResult<TemplateRecord> {
-        let (name, spec) = (name.clone(), spec.clone());
-        self.write(move |c| registry::put_template(c, &name, &spec, now, false))
+        let (name, spec, actor) = (name.clone(), spec.clone(), actor.to_owned());
+        self.write(move |c| registry::put_template(c, &name, &spec, now, false, &actor))
             .await
     }
 
@@ -427,7 +440,7 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> StoreResult<TemplateRecord> {
         let (name, spec) = (name.clone(), spec.clone());
-        self.write(move |c| registry::put_template(c, &name, &spec, now, true))
+        self.write(move |c| registry::put_template(c, &name, &spec, now, true, "config"))
             .await
     }
 
@@ -452,7 +465,13 @@ impl Store for SqliteStore {
     }
 
     async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord> {
-        self.write(move |c| registry::create_token(c, token)).await
+        let entry = admin::token_created(&token);
+        self.write(move |c| {
+            let created = registry::create_token(c, token)?;
+            admin_audit::append(c, entry)?;
+            Ok(created)
+        })
+        .await
     }
 
     async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRecord>> {
@@ -464,9 +483,19 @@ impl Store for SqliteStore {
         self.read(registry::list_tokens).await
     }
 
-    async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()> {
+    async fn revoke_token(&self, name: &str, now: Millis, actor: &str) -> StoreResult<()> {
+        let entry = admin::token_revoked(name, now, actor);
         let name = name.to_owned();
-        self.write(move |c| registry::revoke_token(c, &name, now))
+        self.write(move |c| {
+            let done = registry::revoke_token(c, &name, now)?;
+            admin_audit::append(c, entry)?;
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn admin_audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEntry>> {
+        self.read(move |c| admin_audit::entries(c, after, limit))
             .await
     }
 
@@ -507,7 +536,13 @@ impl Store for SqliteStore {
     }
 
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<WebhookRecord> {
-        self.write(move |c| events::create_webhook(c, new)).await
+        let entry = admin::webhook_created(&new);
+        self.write(move |c| {
+            let created = events::create_webhook(c, new)?;
+            admin_audit::append(c, entry)?;
+            Ok(created)
+        })
+        .await
     }
 
     async fn list_webhooks(&self) -> StoreResult<Vec<WebhookRecord>> {
@@ -519,9 +554,15 @@ impl Store for SqliteStore {
         self.read(move |c| events::get_webhook(c, &id)).await
     }
 
-    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<()> {
+    async fn delete_webhook(&self, id: &WebhookId, now: Millis, actor: &str) -> StoreResult<()> {
+        let entry = admin::webhook_deleted(id, now, actor);
         let id = id.clone();
-        self.write(move |c| events::delete_webhook(c, &id)).await
+        self.write(move |c| {
+            let done = events::delete_webhook(c, &id)?;
+            admin_audit::append(c, entry)?;
+            Ok(done)
+        })
+        .await
     }
 
     async fn claim_deliveries(
@@ -564,10 +605,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn create_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
+    async fn create_csr(
+        &self,
+        id: &CsrId,
+        spec: &CsrSpec,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<CsrRecord> {
+        let entry = admin::csr_created(id, spec, now, actor);
         let (id, spec) = (id.clone(), spec.clone());
-        self.write(move |c| human::create_csr(c, &id, &spec, now))
-            .await
+        self.write(move |c| {
+            let created = human::create_csr(c, &id, &spec, now)?;
+            admin_audit::append(c, entry)?;
+            Ok(created)
+        })
+        .await
     }
 
     async fn get_csr(&self, id: &CsrId) -> StoreResult<CsrRecord> {
@@ -580,15 +632,32 @@ impl Store for SqliteStore {
         self.read(move |c| human::list_csrs(c, &page)).await
     }
 
-    async fn update_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord> {
-        let (id, spec) = (id.clone(), spec.clone());
-        self.write(move |c| human::update_csr(c, &id, &spec, now))
-            .await
+    async fn update_csr(
+        &self,
+        id: &CsrId,
+        spec: &CsrSpec,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<CsrRecord> {
+        let (id, spec, actor) = (id.clone(), spec.clone(), actor.to_owned());
+        self.write(move |c| {
+            let before = human::get_csr(c, &id)?.spec;
+            let updated = human::update_csr(c, &id, &spec, now)?;
+            admin_audit::append(c, admin::csr_changed(&id, &before, &spec, now, &actor))?;
+            Ok(updated)
+        })
+        .await
     }
 
-    async fn delete_csr(&self, id: &CsrId, now: Millis) -> StoreResult<()> {
+    async fn delete_csr(&self, id: &CsrId, now: Millis, actor: &str) -> StoreResult<()> {
+        let entry = admin::csr_deleted(id, now, actor);
         let id = id.clone();
-        self.write(move |c| human::delete_csr(c, &id, now)).await
+        self.write(move |c| {
+            let done = human::delete_csr(c, &id, now)?;
+            admin_audit::append(c, entry)?;
+            Ok(done)
+        })
+        .await
     }
 
     async fn assign_tasks(&self, now: Millis, limit: usize) -> StoreResult<Vec<TaskRecord>> {

@@ -57,6 +57,8 @@ conformance!(
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
     onboardings_are_counted_by_status,
+    admin_actions_chain_in_one_audit_log,
+    work_levels_count_open_work,
     status_changes_record_every_visible_change,
     publication_orders_events_and_fans_out_to_subscribers,
     deliveries_keep_each_onboardings_order_and_fence_stale_leases,
@@ -139,7 +141,7 @@ async fn onboardings_and_paused_stages_survive_reopening() {
     };
     let billing: StageName = "billing".parse().expect("stage");
     store
-        .set_stage_paused(&billing, true, T0)
+        .set_stage_paused(&billing, true, T0, "test")
         .await
         .expect("pause");
     drop(store);

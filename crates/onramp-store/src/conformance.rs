@@ -67,6 +67,8 @@ checks!(
     a_dead_compensation_is_replayed_and_the_cancel_finishes,
     on_failure_compensate_undoes_what_ran_when_a_step_dead_letters,
     onboardings_are_counted_by_status,
+    admin_actions_chain_in_one_audit_log,
+    work_levels_count_open_work,
     status_changes_record_every_visible_change,
     publication_orders_events_and_fans_out_to_subscribers,
     deliveries_keep_each_onboardings_order_and_fence_stale_leases,
@@ -1049,15 +1051,15 @@ pub async fn onboardings_are_counted_by_status(store: SharedStore) {
 pub async fn paused_stage_state_is_kept(store: SharedStore) {
     assert!(store.paused_stages().await.expect("paused").is_empty());
     store
-        .set_stage_paused(&stage("billing"), true, T0)
+        .set_stage_paused(&stage("billing"), true, T0, "test")
         .await
         .expect("pause");
     store
-        .set_stage_paused(&stage("crm"), true, T0)
+        .set_stage_paused(&stage("crm"), true, T0, "test")
         .await
         .expect("pause");
     store
-        .set_stage_paused(&stage("crm"), true, later(1))
+        .set_stage_paused(&stage("crm"), true, later(1), "test")
         .await
         .expect("pause twice");
     let mut paused = store.paused_stages().await.expect("paused");
@@ -1071,7 +1073,7 @@ pub async fn paused_stage_state_is_kept(store: SharedStore) {
     assert!(billing.paused);
 
     store
-        .set_stage_paused(&stage("billing"), false, later(2))
+        .set_stage_paused(&stage("billing"), false, later(2), "test")
         .await
         .expect("resume");
     assert_eq!(
@@ -1140,6 +1142,117 @@ pub async fn audit_entries_chain_and_verify(store: SharedStore) {
     );
 }
 
+/// Administrative changes append to one chain, in the change's own transaction, with the
+/// actor; secrets stay out; a failed change leaves no entry.
+pub async fn admin_actions_chain_in_one_audit_log(store: SharedStore) {
+    let name: TemplateName = "standard".parse().expect("name");
+    let spec = TemplateSpec {
+        tasks: vec!["a".parse().expect("task")],
+        on_failure: Default::default(),
+    };
+    store
+        .put_template(&name, &spec, T0, "token:ops")
+        .await
+        .expect("put");
+    store
+        .sync_template(&name, &spec, later(1))
+        .await
+        .expect("unchanged sync");
+    store
+        .create_token(NewToken {
+            name: "robot".into(),
+            role: Role::Service,
+            hash: "secret-hash".into(),
+            csr: None,
+            now: later(2),
+            actor: "cli".into(),
+        })
+        .await
+        .expect("token");
+    let refused = store
+        .create_token(NewToken {
+            name: "robot".into(),
+            role: Role::Service,
+            hash: "another-hash".into(),
+            csr: None,
+            now: later(3),
+            actor: "cli".into(),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    store
+        .set_stage_paused(&stage("s1"), true, later(4), "token:ops")
+        .await
+        .expect("pause");
+    store
+        .revoke_token("robot", later(5), "token:ops")
+        .await
+        .expect("revoke");
+
+    let entries = store.admin_audit(0, 100).await.expect("admin audit");
+    verify_chain(&entries).expect("the admin chain verifies");
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("template.changed", "token:ops"),
+            ("token.created", "cli"),
+            ("stage.paused", "token:ops"),
+            ("token.revoked", "token:ops"),
+        ],
+        "an unchanged sync and a refused create leave no entry"
+    );
+    assert_eq!(entries[0].to.as_deref(), Some("v1"));
+    assert_eq!(entries[1].detail["name"], "robot");
+    let text = serde_json::to_string(&entries).expect("json");
+    assert!(!text.contains("secret-hash"), "token hashes stay out");
+
+    let later_ones = store.admin_audit(2, 100).await.expect("page");
+    assert_eq!(later_ones.first().map(|e| e.seq), Some(3));
+    assert_eq!(store.admin_audit(0, 1).await.expect("page").len(), 1);
+}
+
+/// The levels of open work count only open rows, per stage and status.
+pub async fn work_levels_count_open_work(store: SharedStore) {
+    let empty = store.work_levels(T0).await.expect("levels");
+    assert_eq!(empty.unpublished_events, 0);
+    assert!(empty.stages.is_empty() && empty.open_onboardings.is_empty());
+
+    let done = create(&store, new_onboarding(&[("a", "s1")], 0, T0)).await;
+    let step = claim_one(&store, "s1", later(1)).await;
+    assert_eq!(step.onboarding_id, done.id);
+    finish_one(
+        &store,
+        finish(&step, Resolution::Succeed(json!({})), later(2)),
+    )
+    .await
+    .expect("finish");
+    create(&store, new_onboarding(&[("a", "s1")], 0, later(3))).await;
+    create(&store, new_onboarding(&[("a", "s1")], 0, later(4))).await;
+    claim_one(&store, "s1", later(5)).await;
+
+    let levels = store.work_levels(later(6)).await.expect("levels");
+    let s1 = levels
+        .stages
+        .iter()
+        .find(|s| s.stage.as_str() == "s1")
+        .expect("stage s1");
+    assert_eq!((s1.queued, s1.running, s1.retrying, s1.dead), (1, 1, 0, 0));
+    let open: u64 = levels.open_onboardings.iter().map(|(_, n)| n).sum();
+    assert_eq!(open, 2, "the completed onboarding is not counted");
+    assert!(
+        levels.unpublished_events > 0,
+        "creations and the completion wrote events"
+    );
+    assert_eq!((levels.unassigned_tasks, levels.overdue_tasks), (0, 0));
+}
+
 // ----- templates -----
 
 /// Each put makes a new version; sync adds one only when the tasks or the failure policy
@@ -1154,8 +1267,14 @@ pub async fn templates_are_versioned(store: SharedStore) {
     let ab = spec(&["a", "b"], FailurePolicy::Hold);
     let abc = spec(&["a", "b", "c"], FailurePolicy::Hold);
 
-    let v1 = store.put_template(&name, &ab, T0).await.expect("put");
-    let v2 = store.put_template(&name, &ab, later(1)).await.expect("put");
+    let v1 = store
+        .put_template(&name, &ab, T0, "test")
+        .await
+        .expect("put");
+    let v2 = store
+        .put_template(&name, &ab, later(1), "test")
+        .await
+        .expect("put");
     assert_eq!((v1.version, v2.version), (1, 2));
     let synced = store
         .sync_template(&name, &ab, later(2))
@@ -1227,6 +1346,7 @@ pub async fn tokens_are_found_by_hash_and_revoked(store: SharedStore) {
         hash: hash.into(),
         csr: None,
         now: T0,
+        actor: "test".into(),
     };
     let created = store
         .create_token(new("ops", "hash-1"))
@@ -1251,7 +1371,10 @@ pub async fn tokens_are_found_by_hash_and_revoked(store: SharedStore) {
     let taken = store.create_token(new("ops", "hash-3")).await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
 
-    store.revoke_token("ops", later(5)).await.expect("revoke");
+    store
+        .revoke_token("ops", later(5), "test")
+        .await
+        .expect("revoke");
     assert_eq!(store.token_by_hash("hash-1").await.expect("lookup"), None);
     assert!(
         store
@@ -1267,9 +1390,9 @@ pub async fn tokens_are_found_by_hash_and_revoked(store: SharedStore) {
     let ops = listed.iter().find(|t| t.name == "ops").expect("ops listed");
     assert_eq!(ops.revoked_at, Some(later(5)));
 
-    let again = store.revoke_token("ops", later(6)).await;
+    let again = store.revoke_token("ops", later(6), "test").await;
     assert!(matches!(again, Err(StoreError::NotFound(_))), "{again:?}");
-    let unknown = store.revoke_token("nobody", later(6)).await;
+    let unknown = store.revoke_token("nobody", later(6), "test").await;
     assert!(
         matches!(unknown, Err(StoreError::NotFound(_))),
         "{unknown:?}"
@@ -1481,7 +1604,7 @@ pub async fn human_tasks_are_assigned_within_capacity_and_completed(store: Share
     let csr = onramp_core::CsrId::new();
     let other = onramp_core::CsrId::new();
     store
-        .create_csr(&csr, &always_csr("call", 2), T0)
+        .create_csr(&csr, &always_csr("call", 2), T0, "test")
         .await
         .expect("create CSR");
     let got = store.get_csr(&csr).await.expect("get CSR");
@@ -1553,7 +1676,10 @@ pub async fn human_tasks_are_assigned_within_capacity_and_completed(store: Share
             .is_empty()
     );
 
-    store.delete_csr(&csr, later(7)).await.expect("delete");
+    store
+        .delete_csr(&csr, later(7), "test")
+        .await
+        .expect("delete");
     assert!(matches!(
         store.get_csr(&csr).await,
         Err(StoreError::NotFound(_))

@@ -74,6 +74,8 @@ pub struct NewWebhook {
     pub secret: String,
     /// When.
     pub now: Millis,
+    /// Who adds it (for the audit log).
+    pub actor: String,
 }
 
 /// A webhook endpoint as stored (with its secret: the dispatcher signs with it; the API shows

@@ -13,6 +13,7 @@
 //! so a lost notification only costs latency.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 mod error;
 mod events;
 mod records;
@@ -164,12 +165,16 @@ pub trait Store: Send + Sync + 'static {
     /// Queue counts per stage that has any steps or is paused.
     async fn stage_counts(&self) -> StoreResult<Vec<StageCounts>>;
 
-    /// Pauses or resumes a stage for every process.
+    /// Levels of open work, for metrics (cheap on a large database: see [`WorkLevels`]).
+    async fn work_levels(&self, now: Millis) -> StoreResult<WorkLevels>;
+
+    /// Pauses or resumes a stage for every process (audited as `actor`'s).
     async fn set_stage_paused(
         &self,
         stage: &StageName,
         paused: bool,
         now: Millis,
+        actor: &str,
     ) -> StoreResult<()>;
 
     /// The paused stages.
@@ -177,16 +182,17 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- templates -----
 
-    /// Stores a new version of a template.
+    /// Stores a new version of a template (audited as `actor`'s).
     async fn put_template(
         &self,
         name: &TemplateName,
         spec: &TemplateSpec,
         now: Millis,
+        actor: &str,
     ) -> StoreResult<TemplateRecord>;
 
     /// Makes the latest version of `name` say `spec`, adding a version only when it differs
-    /// (used to load templates from config at start).
+    /// (used to load templates from config at start; a new version is audited as `config`'s).
     async fn sync_template(
         &self,
         name: &TemplateName,
@@ -209,7 +215,7 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- tokens -----
 
-    /// Stores a token (by its hash). A taken name is [`StoreError::Conflict`].
+    /// Stores a token (by its hash), audited. A taken name is [`StoreError::Conflict`].
     async fn create_token(&self, token: NewToken) -> StoreResult<TokenRecord>;
 
     /// The live (not revoked) token with this hash.
@@ -218,8 +224,12 @@ pub trait Store: Send + Sync + 'static {
     /// Every token, revoked ones included.
     async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
 
-    /// Revokes a token by name.
-    async fn revoke_token(&self, name: &str, now: Millis) -> StoreResult<()>;
+    /// Revokes a token by name (audited as `actor`'s).
+    async fn revoke_token(&self, name: &str, now: Millis, actor: &str) -> StoreResult<()>;
+
+    /// The audit chain of administrative actions (tokens, templates, CSRs, stages, webhooks):
+    /// up to `limit` entries with `seq` after `after`, in order.
+    async fn admin_audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEntry>>;
 
     // ----- live status and events -----
 
@@ -254,7 +264,7 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- webhooks and deliveries -----
 
-    /// Stores a webhook endpoint.
+    /// Stores a webhook endpoint, audited.
     async fn create_webhook(&self, new: NewWebhook) -> StoreResult<WebhookRecord>;
 
     /// Every webhook endpoint, oldest first.
@@ -263,8 +273,8 @@ pub trait Store: Send + Sync + 'static {
     /// One webhook endpoint.
     async fn get_webhook(&self, id: &WebhookId) -> StoreResult<WebhookRecord>;
 
-    /// Deletes a webhook endpoint and its deliveries.
-    async fn delete_webhook(&self, id: &WebhookId) -> StoreResult<()>;
+    /// Deletes a webhook endpoint and its deliveries (audited as `actor`'s).
+    async fn delete_webhook(&self, id: &WebhookId, now: Millis, actor: &str) -> StoreResult<()>;
 
     /// Claims up to `limit` due deliveries to `target`, each the oldest open delivery of its
     /// onboarding (so one onboarding's events reach a target in order): pending or retrying
@@ -300,8 +310,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
     // ----- CSRs and human tasks -----
 
-    /// Stores a new CSR.
-    async fn create_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord>;
+    /// Stores a new CSR (audited as `actor`'s).
+    async fn create_csr(
+        &self,
+        id: &CsrId,
+        spec: &CsrSpec,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<CsrRecord>;
 
     /// A CSR.
     async fn get_csr(&self, id: &CsrId) -> StoreResult<CsrRecord>;
@@ -309,12 +325,18 @@ pub trait Store: Send + Sync + 'static {
     /// CSRs in id order.
     async fn list_csrs(&self, page: &PageRequest<CsrId>) -> StoreResult<Page<CsrRecord, CsrId>>;
 
-    /// Replaces what a CSR is.
-    async fn update_csr(&self, id: &CsrId, spec: &CsrSpec, now: Millis) -> StoreResult<CsrRecord>;
+    /// Replaces what a CSR is (audited as `actor`'s).
+    async fn update_csr(
+        &self,
+        id: &CsrId,
+        spec: &CsrSpec,
+        now: Millis,
+        actor: &str,
+    ) -> StoreResult<CsrRecord>;
 
     /// Deletes a CSR; their open tasks become unassigned (and are assigned again by the next
-    /// [`Store::assign_tasks`]).
-    async fn delete_csr(&self, id: &CsrId, now: Millis) -> StoreResult<()>;
+    /// [`Store::assign_tasks`]). Audited as `actor`'s.
+    async fn delete_csr(&self, id: &CsrId, now: Millis, actor: &str) -> StoreResult<()>;
 
     /// Assigns up to `limit` unassigned tasks, oldest first, in one transaction: each to the
     /// CSR with the skill, active, under capacity, with the earliest free slot (ties: fewer

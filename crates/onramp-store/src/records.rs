@@ -356,6 +356,28 @@ pub struct StageCounts {
     pub paused: bool,
 }
 
+/// How much open work there is, for metrics. Every figure is read through an index over open
+/// rows only (queued steps, unpublished events, open tasks, ...), so reading it costs the same
+/// however many finished onboardings the database holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkLevels {
+    /// Queue counts per stage (as `stage_counts`).
+    pub stages: Vec<StageCounts>,
+    /// Onboardings per non-terminal status (`completed` and `cancelled` are not counted: they
+    /// only grow, and counting them would read every finished onboarding).
+    pub open_onboardings: Vec<(OnboardingStatus, u64)>,
+    /// Events committed but not yet published to the delivery queues.
+    pub unpublished_events: u64,
+    /// Deliveries not yet delivered or dead, per target (a webhook id, or `amqp`).
+    pub open_deliveries: Vec<(String, u64)>,
+    /// Human tasks waiting for a CSR.
+    pub unassigned_tasks: u64,
+    /// Open human tasks past their due time.
+    pub overdue_tasks: u64,
+    /// Assigned, not yet done, tasks per CSR.
+    pub assigned_tasks: Vec<(CsrId, u64)>,
+}
+
 /// A template version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateRecord {
@@ -401,6 +423,8 @@ pub struct NewToken {
     pub csr: Option<CsrId>,
     /// When.
     pub now: Millis,
+    /// Who creates it (for the audit log).
+    pub actor: String,
 }
 
 /// A stored token (never the secret).

@@ -182,7 +182,7 @@ impl TestAppBuilder {
             .await
             .expect("build the engine");
         let (admin_token, _) = engine
-            .create_token("test-admin", Role::Admin, None)
+            .create_token("test-admin", Role::Admin, None, "test")
             .await
             .expect("create the admin token");
 
@@ -190,9 +190,10 @@ impl TestAppBuilder {
             .await
             .expect("bind a loopback port");
         let addr = listener.local_addr().expect("the listener's address");
-        let router = onramp_api::router(onramp_api::AppState {
-            engine: engine.clone(),
-        });
+        let router = onramp_api::observed(
+            onramp_api::router(onramp_api::AppState::new(engine.clone())),
+            engine.clone(),
+        );
         let http_stop = CancellationToken::new();
         let stopped = http_stop.clone();
         let http = tokio::spawn(async move {
@@ -341,7 +342,7 @@ impl TestApp {
         let n = self.tokens.fetch_add(1, Ordering::Relaxed);
         let (secret, _) = self
             .engine
-            .create_token(&format!("test-{role}-{n}"), role, None)
+            .create_token(&format!("test-{role}-{n}"), role, None, "test")
             .await
             .expect("create a token");
         secret

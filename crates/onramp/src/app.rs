@@ -115,9 +115,10 @@ impl Server {
             onramp_web::router(onramp_web::WebState {
                 engine: engine.clone(),
             })
-            .merge(onramp_api::router(onramp_api::AppState {
-                engine: engine.clone(),
-            })),
+            .merge(onramp_api::router(onramp_api::AppState::new(
+                engine.clone(),
+            ))),
+            engine.clone(),
         );
         let stopped = stop.clone();
         let http = tokio::spawn(async move {

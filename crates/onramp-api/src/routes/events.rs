@@ -6,7 +6,7 @@
 //! the rows after the last one it sent. Event ids are positions stored in the database, so
 //! `Last-Event-ID` resumes on any process, after restarts, without gaps or duplicates.
 
-use super::parse_id;
+use super::onboarding_id;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -75,7 +75,7 @@ pub async fn onboarding(
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(Permission::ReadOnboardings)?;
-    let id: OnboardingId = parse_id(&id, "onboarding")?;
+    let id = onboarding_id(&id)?;
     let after = last_event_id(&headers)?;
     let engine = state.engine.clone();
     // Watch first, read second: a change between the two still wakes the stream.

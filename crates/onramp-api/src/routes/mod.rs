@@ -1,8 +1,10 @@
 //! The route table.
 
+mod audit;
 mod dead_letters;
 mod events;
 mod health;
+mod metrics;
 mod onboardings;
 mod people;
 mod services;
@@ -52,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/templates", get(templates::list))
         .route("/templates/{name}", get(templates::get).put(templates::put))
         .route("/events", get(events::all))
+        .route("/audit", get(audit::admin_audit))
         .route("/webhooks", post(webhooks::create).get(webhooks::list))
         .route(
             "/webhooks/{id}",
@@ -70,8 +73,17 @@ pub fn routes() -> Router<AppState> {
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+}
+
+/// Parses an onboarding id from a path, and names the onboarding on the request's span, so
+/// every log line about the request carries it.
+fn onboarding_id(raw: &str) -> Result<onramp_core::OnboardingId, ApiError> {
+    let id: onramp_core::OnboardingId = parse_id(raw, "onboarding")?;
+    tracing::Span::current().record("onboarding", tracing::field::display(&id));
+    Ok(id)
 }
 
 /// Parses a path id, 404 when it is not even of the right shape.

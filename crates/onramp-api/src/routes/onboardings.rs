@@ -1,6 +1,6 @@
 //! `/v1/onboardings`: create, read, list, status, audit, retry, cancel.
 
-use super::parse_id;
+use super::onboarding_id;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -46,6 +46,7 @@ pub async fn create(
         Created::New(r) => (r, false),
         Created::Replayed(r) => (r, true),
     };
+    tracing::Span::current().record("onboarding", tracing::field::display(&record.id));
     let mut response =
         (StatusCode::CREATED, Json(views::onboarding(&record, true))).into_response();
     let location = format!("/v1/onboardings/{}", record.id);
@@ -109,7 +110,7 @@ pub async fn list(
 }
 
 async fn load(state: &AppState, raw: &str) -> ApiResult<onramp_store::OnboardingRecord> {
-    let id: OnboardingId = parse_id(raw, "onboarding")?;
+    let id = onboarding_id(raw)?;
     Ok(state
         .engine
         .store
@@ -145,7 +146,7 @@ pub async fn audit(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::ReadOnboardings)?;
-    let id: OnboardingId = parse_id(&id, "onboarding")?;
+    let id = onboarding_id(&id)?;
     let entries = state
         .engine
         .store
@@ -165,7 +166,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Permission::OperateOnboardings)?;
-    let id: OnboardingId = parse_id(&id, "onboarding")?;
+    let id = onboarding_id(&id)?;
     let record = state.engine.retry_onboarding(&id, &caller.actor()).await?;
     Ok((StatusCode::ACCEPTED, Json(views::onboarding(&record, true))))
 }
@@ -186,7 +187,7 @@ pub async fn cancel(
     OptionalJsonBody(body): OptionalJsonBody<CancelBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Permission::OperateOnboardings)?;
-    let id: OnboardingId = parse_id(&id, "onboarding")?;
+    let id = onboarding_id(&id)?;
     let reason = body.reason.unwrap_or_default();
     let record = state
         .engine

@@ -1,6 +1,6 @@
 //! `/v1/csrs`, `/v1/tasks` and `/v1/onboardings/{id}/signals/{name}`.
 
-use super::parse_id;
+use super::{onboarding_id, parse_id};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use onramp_core::auth::{Permission, Role};
 use onramp_core::time::Millis;
-use onramp_core::{CsrId, OnboardingId, TaskId};
+use onramp_core::{CsrId, TaskId};
 use onramp_engine::people::{CsrInput, SignalInput, TaskActor};
 use onramp_store::{SignalReceipt, TaskFilter};
 use serde::Deserialize;
@@ -30,7 +30,7 @@ pub async fn create_csr(
     body: JsonBody<CsrInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Permission::Administer)?;
-    let csr = state.engine.create_csr(body.value).await?;
+    let csr = state.engine.create_csr(body.value, &caller.actor()).await?;
     Ok((StatusCode::CREATED, Json(views::csr(&csr))))
 }
 
@@ -75,7 +75,10 @@ pub async fn update_csr(
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::Administer)?;
     let id: CsrId = parse_id(&id, "CSR")?;
-    let csr = state.engine.update_csr(&id, body.value).await?;
+    let csr = state
+        .engine
+        .update_csr(&id, body.value, &caller.actor())
+        .await?;
     Ok(Json(views::csr(&csr)))
 }
 
@@ -87,7 +90,7 @@ pub async fn delete_csr(
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::Administer)?;
     let id: CsrId = parse_id(&id, "CSR")?;
-    state.engine.delete_csr(&id).await?;
+    state.engine.delete_csr(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -279,7 +282,7 @@ pub async fn signal(
     body: JsonBody<SignalInput>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     caller.require(Permission::SendSignals)?;
-    let id: OnboardingId = parse_id(&id, "onboarding")?;
+    let id = onboarding_id(&id)?;
     let sender_id = body.value.id.clone();
     let receipt = state
         .engine

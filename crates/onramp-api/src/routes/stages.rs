@@ -47,8 +47,16 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(Value::Array(all(&state).await?)))
 }
 
-async fn set_paused(state: &AppState, name: &str, paused: bool) -> ApiResult<Json<Value>> {
-    state.engine.set_stage_paused(name, paused).await?;
+async fn set_paused(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    paused: bool,
+) -> ApiResult<Json<Value>> {
+    state
+        .engine
+        .set_stage_paused(name, paused, &caller.actor())
+        .await?;
     let stages = all(state).await?;
     Ok(Json(
         stages
@@ -65,7 +73,7 @@ pub async fn pause(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::Operate)?;
-    set_paused(&state, &name, true).await
+    set_paused(&state, &caller, &name, true).await
 }
 
 /// `POST /v1/stages/{name}/resume`.
@@ -75,5 +83,5 @@ pub async fn resume(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
     caller.require(Permission::Operate)?;
-    set_paused(&state, &name, false).await
+    set_paused(&state, &caller, &name, false).await
 }

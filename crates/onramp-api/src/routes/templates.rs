@@ -85,7 +85,12 @@ pub async fn put(
     let body = body.value;
     let t = state
         .engine
-        .put_template(&name, &body.tasks, body.on_failure.as_deref())
+        .put_template(
+            &name,
+            &body.tasks,
+            body.on_failure.as_deref(),
+            &caller.actor(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(views::template(&t))))
 }

@@ -25,7 +25,10 @@ pub async fn create(
     body: JsonBody<CreateWebhook>,
 ) -> ApiResult<Response> {
     caller.require(Permission::Administer)?;
-    let hook = state.engine.create_webhook(body.value).await?;
+    let hook = state
+        .engine
+        .create_webhook(body.value, &caller.actor())
+        .await?;
     let mut response = (StatusCode::CREATED, Json(views::webhook(&hook, true))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/v1/webhooks/{}", hook.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -65,7 +68,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     caller.require(Permission::Administer)?;
     let id: WebhookId = parse_id(&id, "webhook")?;
-    state.engine.delete_webhook(&id).await?;
+    state.engine.delete_webhook(&id, &caller.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -255,7 +255,7 @@ async fn missing_invalid_and_revoked_tokens_get_401(backend: Backend) {
         .name;
     app.engine
         .store
-        .revoke_token(&name, app.now())
+        .revoke_token(&name, app.now(), "test")
         .await
         .unwrap();
     app.get_as(Some(&viewer), "/v1/onboardings")

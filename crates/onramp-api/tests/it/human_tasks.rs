@@ -206,12 +206,12 @@ async fn a_csr_completes_only_their_own_tasks(backend: Backend) {
     wait_for_tasks(&app, "&status=assigned", 2).await;
     let (alice_token, _) = app
         .engine
-        .create_token("alice", Role::Csr, Some(alice.parse().unwrap()))
+        .create_token("alice", Role::Csr, Some(alice.parse().unwrap()), "test")
         .await
         .unwrap();
     let (bob_token, _) = app
         .engine
-        .create_token("bob", Role::Csr, Some(bob.parse().unwrap()))
+        .create_token("bob", Role::Csr, Some(bob.parse().unwrap()), "test")
         .await
         .unwrap();
     let mine = app

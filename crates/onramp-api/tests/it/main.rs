@@ -37,6 +37,7 @@ mod amqp;
 mod bad_input;
 mod dead_letters;
 mod events;
+mod hardening;
 mod human_tasks;
 mod idempotency;
 mod lifecycle;

@@ -19,6 +19,7 @@ use onramp_core::outcome::{StepOutcome, classify_http, parse_retry_after};
 use onramp_store::{ClaimedStep, OnboardingRecord};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Largest response body kept as a step's output. A larger 2xx body still means success; the
 /// output is then `{"truncated": true, "max_bytes": MAX_OUTPUT_BYTES}`.
@@ -100,7 +101,12 @@ pub async fn run(engine: &Engine, step: &ClaimedStep, task: &HttpTask) -> StepOu
     if let Some(body) = &request.body {
         builder = builder.json(body);
     }
-    let outcome = call(engine, builder, &request.method, &url, service.timeout).await;
+    // A child of the step's span: the log lines of the call name the onboarding, the step and
+    // the service.
+    let span = tracing::info_span!("call", service = %task.service, method = %request.method);
+    let outcome = call(engine, builder, &request.method, &url, service.timeout)
+        .instrument(span)
+        .await;
     let outcome = if step.compensation {
         compensation_outcome(outcome)
     } else {

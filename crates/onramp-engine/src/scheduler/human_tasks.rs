@@ -10,6 +10,7 @@ use onramp_core::time::Millis;
 pub async fn run_once(engine: &Engine, now: Millis) -> Result<usize, EngineError> {
     engine.store.assign_tasks(now, super::BATCH).await?;
     let overdue = engine.store.mark_overdue(now, super::BATCH).await?;
+    engine.metrics.tasks_flagged_overdue(overdue.len());
     for task in &overdue {
         tracing::info!(task = %task.id, onboarding = %task.onboarding_id, "human task overdue");
     }

@@ -12,6 +12,7 @@ fn webhook(events: &[EventType]) -> NewWebhook {
         events: events.to_vec(),
         secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
         now: T0,
+        actor: "test".into(),
     }
 }
 
@@ -436,13 +437,16 @@ pub async fn webhooks_are_created_listed_and_deleted(store: SharedStore) {
         .publish_events(100, false, later(10))
         .await
         .expect("publish");
-    store.delete_webhook(&two.id).await.expect("delete");
+    store
+        .delete_webhook(&two.id, T0, "test")
+        .await
+        .expect("delete");
     assert!(matches!(
         store.get_webhook(&two.id).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.delete_webhook(&two.id).await,
+        store.delete_webhook(&two.id, T0, "test").await,
         Err(StoreError::NotFound(_))
     ));
     assert!(

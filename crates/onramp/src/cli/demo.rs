@@ -51,7 +51,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => {
             let name = format!("demo-{}", engine.clock.now().0);
             engine
-                .create_token(&name, onramp_core::auth::Role::Admin, None)
+                .create_token(
+                    &name,
+                    onramp_core::auth::Role::Admin,
+                    None,
+                    onramp_engine::commands::SYSTEM_ACTOR,
+                )
                 .await?
                 .0
         }
@@ -204,7 +209,10 @@ async fn add_sample_csrs(engine: &Engine) {
             active: Some(true),
             time_off: None,
         };
-        if let Err(e) = engine.create_csr(input).await {
+        if let Err(e) = engine
+            .create_csr(input, onramp_engine::commands::SYSTEM_ACTOR)
+            .await
+        {
             tracing::warn!(error = %e, "demo could not add a CSR");
         }
     }

@@ -4,6 +4,7 @@ use super::DbArgs;
 use crate::app;
 use onramp_core::CsrId;
 use onramp_core::auth::Role;
+use onramp_engine::commands::CLI_ACTOR;
 use std::process::ExitCode;
 
 /// Token subcommands.
@@ -47,7 +48,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             db,
         } => {
             let engine = engine(&db).await?;
-            let (secret, _) = engine.create_token(&name, role, csr).await?;
+            let (secret, _) = engine.create_token(&name, role, csr, CLI_ACTOR).await?;
             println!("{secret}");
         }
         Command::List { db } => {
@@ -63,7 +64,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Revoke { name, db } => {
             let engine = existing_engine(&db).await?;
-            engine.store.revoke_token(&name, engine.clock.now()).await?;
+            engine.revoke_token(&name, CLI_ACTOR).await?;
             eprintln!("token `{name}` revoked");
         }
     }

@@ -1,5 +1,6 @@
 //! What an operator sees of a request: its `X-Request-Id` (the caller's own, or a new one)
-//! on the response and on every log line about it, and never a token in the logs.
+//! on the response and on every log line about it, the onboarding it is about, and never a
+//! token in the logs.
 
 use crate::common::{ADMIN_TOKEN, Scratch};
 use serde_json::json;
@@ -42,6 +43,20 @@ async fn requests_carry_a_request_id_and_logs_never_show_a_token() {
         .to_owned();
     assert_eq!(id.len(), 36, "a UUID when the caller sends none: {id}");
 
+    // A request about an onboarding names it on the request's log lines.
+    let onboarding = onramp_core::OnboardingId::new().to_string();
+    let about = served
+        .api
+        .request(
+            reqwest::Method::GET,
+            &format!("/v1/onboardings/{onboarding}"),
+            ADMIN_TOKEN,
+        )
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(about.status(), 404);
+
     // A wrong token and a login form with the real one: neither may reach the log.
     let wrong = "onr_this-is-not-a-valid-token-but-still-a-secret";
     let denied = served
@@ -62,6 +77,11 @@ async fn requests_carry_a_request_id_and_logs_never_show_a_token() {
     let log = served.stderr();
     assert!(log.contains("req-from-the-caller-42"), "{log}");
     assert!(log.contains(&id), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("onboarding={onboarding}")) && l.contains("status=404")),
+        "the onboarding is named on its request's log line:\n{log}"
+    );
     assert!(
         !log.contains(ADMIN_TOKEN),
         "the admin token is in the log:\n{log}"
