@@ -453,3 +453,32 @@ concurrency = 8
         "",
     );
 }
+
+#[test]
+fn api_tokens_are_rate_limited_by_default_and_the_limit_can_be_changed_or_turned_off() {
+    let defaults = parse("").expect("defaults");
+    assert_eq!(
+        defaults.server.rate_limit,
+        Some(onramp_config::DEFAULT_TOKEN_RATE_LIMIT)
+    );
+    assert_eq!(defaults.server.request_timeout, Duration::from_secs(30));
+
+    let set = parse("[server]\nrate_limit = \"10/m\"\nrequest_timeout = \"5s\"").expect("set");
+    let limit = set.server.rate_limit.expect("a limit");
+    assert_eq!((limit.count, limit.per), (10, Duration::from_secs(60)));
+    assert_eq!(set.server.request_timeout, Duration::from_secs(5));
+
+    let off = parse("[server]\nrate_limit = \"off\"").expect("off");
+    assert_eq!(off.server.rate_limit, None);
+
+    assert_one_error_at(
+        "[server]\nrate_limit = \"lots\"",
+        "server.rate_limit",
+        "\"off\"",
+    );
+    assert_one_error_at(
+        "[server]\nrequest_timeout = \"0s\"",
+        "server.request_timeout",
+        "longer than zero",
+    );
+}

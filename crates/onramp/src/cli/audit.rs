@@ -29,8 +29,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         println!("BROKEN {id}: {broken}");
     }
     println!(
-        "checked {} chain(s), {} entries: {}",
+        "checked {} onboarding chain(s){}, {} entries: {}",
         report.chains,
+        if report.admin_chain {
+            " and the admin chain"
+        } else {
+            ""
+        },
         report.entries,
         if report.broken.is_empty() {
             "all intact".to_owned()

@@ -21,7 +21,9 @@ async fn audit_verify_passes_on_a_good_file_and_names_a_tampered_onboarding() {
     let intact = scratch.run(&["audit", "verify", "--database", &db]);
     intact.success();
     assert!(
-        intact.stdout().contains("checked 2 chain(s)"),
+        intact
+            .stdout()
+            .contains("checked 2 onboarding chain(s) and the admin chain"),
         "{}",
         intact.stdout()
     );

@@ -149,9 +149,9 @@ async fn kill_9_mid_run_loses_nothing_and_runs_each_step_to_success_once() {
     let verify = scratch.run(&["audit", "verify", "--database", &scratch.db_url()]);
     verify.success();
     assert!(
-        verify
-            .stdout()
-            .contains(&format!("checked {ONBOARDINGS} chain(s)")),
+        verify.stdout().contains(&format!(
+            "checked {ONBOARDINGS} onboarding chain(s) and the admin chain"
+        )),
         "{}",
         verify.stdout()
     );

@@ -78,7 +78,8 @@ async fn requests_carry_a_request_id_and_logs_never_show_a_token() {
     assert!(log.contains("req-from-the-caller-42"), "{log}");
     assert!(log.contains(&id), "{log}");
     assert!(
-        log.lines()
+        without_colours(&log)
+            .lines()
             .any(|l| l.contains(&format!("onboarding={onboarding}")) && l.contains("status=404")),
         "the onboarding is named on its request's log line:\n{log}"
     );
@@ -92,4 +93,18 @@ async fn requests_carry_a_request_id_and_logs_never_show_a_token() {
     );
     let status = served.terminate(Duration::from_secs(10));
     assert!(status.success());
+}
+
+/// The log without its ANSI colour codes (`ESC [ ... m`).
+fn without_colours(log: &str) -> String {
+    let mut plain = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
 }

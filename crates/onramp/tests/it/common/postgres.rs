@@ -92,7 +92,9 @@ impl Cluster {
         verify.success();
         let out = verify.stdout();
         assert!(
-            out.contains(&format!("checked {chains} chain(s)")) && out.contains("all intact"),
+            out.contains(&format!(
+                "checked {chains} onboarding chain(s) and the admin chain"
+            )) && out.contains("all intact"),
             "{out}"
         );
     }
