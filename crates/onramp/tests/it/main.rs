@@ -17,5 +17,6 @@ mod postgres_timers;
 mod postgres_wakeups;
 mod shutdown;
 mod startup_errors;
+mod timeouts;
 mod tokens;
 mod ui;
