@@ -75,20 +75,6 @@ pub async fn entries(
     .await
     .map_err(db_error)?
     .iter()
-    .map(|r| {
-        let seq: i64 = column(r, "seq")?;
-        Ok(AuditEntry {
-            seq: u64::try_from(seq)
-                .map_err(|_| StoreError::Corrupt(format!("admin audit seq {seq}")))?,
-            at: millis(r, "at")?,
-            actor: column(r, "actor")?,
-            action: column(r, "action")?,
-            from: column(r, "from_state")?,
-            to: column(r, "to_state")?,
-            detail: json(r, "detail")?,
-            prev_hash: column(r, "prev_hash")?,
-            hash: column(r, "hash")?,
-        })
-    })
+    .map(audit_entry)
     .collect()
 }

@@ -85,3 +85,19 @@ pub fn int(value: u32) -> StoreResult<i32> {
 pub fn limit(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+/// An audit entry from a row of `audit` or `admin_audit` (the same columns).
+pub fn audit_entry(r: &PgRow) -> StoreResult<onramp_core::audit::AuditEntry> {
+    let seq: i64 = column(r, "seq")?;
+    Ok(onramp_core::audit::AuditEntry {
+        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt(format!("audit seq {seq}")))?,
+        at: millis(r, "at")?,
+        actor: column(r, "actor")?,
+        action: column(r, "action")?,
+        from: column(r, "from_state")?,
+        to: column(r, "to_state")?,
+        detail: json(r, "detail")?,
+        prev_hash: column(r, "prev_hash")?,
+        hash: column(r, "hash")?,
+    })
+}

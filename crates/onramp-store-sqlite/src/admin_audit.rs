@@ -52,19 +52,7 @@ pub fn entries(
          FROM admin_audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )
     .map_err(db_error)?
-    .query_map(params![after as i64, limit as i64], |r| {
-        Ok(AuditEntry {
-            seq: r.get::<_, i64>("seq")? as u64,
-            at: get_ms(r, "at")?,
-            actor: r.get("actor")?,
-            action: r.get("action")?,
-            from: r.get("from_state")?,
-            to: r.get("to_state")?,
-            detail: r.get::<_, Json<_>>("detail")?.0,
-            prev_hash: r.get("prev_hash")?,
-            hash: r.get("hash")?,
-        })
-    })
+    .query_map(params![after as i64, limit as i64], audit_entry)
     .map_err(db_error)?
     .collect::<Result<_, _>>()
     .map_err(db_error)

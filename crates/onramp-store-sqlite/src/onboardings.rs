@@ -275,19 +275,7 @@ pub fn audit_entries(conn: &Connection, id: &OnboardingId) -> StoreResult<Vec<Au
          FROM audit WHERE onboarding_id = ?1 ORDER BY seq",
     )
     .map_err(db_error)?
-    .query_map([id.as_str()], |r| {
-        Ok(AuditEntry {
-            seq: r.get::<_, i64>("seq")? as u64,
-            at: get_ms(r, "at")?,
-            actor: r.get("actor")?,
-            action: r.get("action")?,
-            from: r.get("from_state")?,
-            to: r.get("to_state")?,
-            detail: r.get::<_, Json<_>>("detail")?.0,
-            prev_hash: r.get("prev_hash")?,
-            hash: r.get("hash")?,
-        })
-    })
+    .query_map([id.as_str()], audit_entry)
     .map_err(db_error)?
     .collect::<Result<_, _>>()
     .map_err(|e| match db_error(e) {

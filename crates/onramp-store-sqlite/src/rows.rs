@@ -75,3 +75,18 @@ impl<T: std::fmt::Display> ToSql for Text<T> {
         Ok(ToSqlOutput::from(self.0.to_string()))
     }
 }
+
+/// An audit entry from a row of `audit` or `admin_audit` (the same columns).
+pub fn audit_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<onramp_core::audit::AuditEntry> {
+    Ok(onramp_core::audit::AuditEntry {
+        seq: r.get::<_, i64>("seq")? as u64,
+        at: get_ms(r, "at")?,
+        actor: r.get("actor")?,
+        action: r.get("action")?,
+        from: r.get("from_state")?,
+        to: r.get("to_state")?,
+        detail: r.get::<_, Json<_>>("detail")?.0,
+        prev_hash: r.get("prev_hash")?,
+        hash: r.get("hash")?,
+    })
+}
