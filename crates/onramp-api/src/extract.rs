@@ -36,7 +36,8 @@ where
     }
 }
 
-/// Like [`JsonBody`], but an empty body (with or without content type) gives `T::default()`.
+/// Like [`JsonBody`], but an empty body (with or without content type), or JSON `null`, gives
+/// `T::default()`: the document calls such a body optional and nullable.
 #[derive(Debug)]
 pub struct OptionalJsonBody<T>(pub T);
 
@@ -64,8 +65,8 @@ where
         if !has_content_type {
             return Err(ApiError::UnsupportedMediaType);
         }
-        serde_json::from_slice(&bytes)
-            .map(OptionalJsonBody)
+        serde_json::from_slice::<Option<T>>(&bytes)
+            .map(|body| OptionalJsonBody(body.unwrap_or_default()))
             .map_err(|e| ApiError::invalid("body", e.to_string()))
     }
 }

@@ -32,7 +32,10 @@ pub struct CreateOnboarding {
     pub template: Option<String>,
     /// An explicit ordered task list (exclusive with `template`), at least one task type.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<onramp_core::TaskTypeName>>, min_items = 1)
+    )]
     pub tasks: Option<Vec<String>>,
     /// 0 (default) to 9 (first).
     #[serde(default)]

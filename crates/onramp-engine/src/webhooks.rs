@@ -33,7 +33,7 @@ pub struct CreateWebhook {
     pub events: Vec<String>,
     /// `whsec_<base64 key>`; generated when absent.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(pattern = "^whsec_"))]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$"))]
     pub secret: Option<String>,
 }
 

@@ -77,7 +77,7 @@ struct StatusStream {
     tag = "onboardings",
     params(
         ("id" = OnboardingId, Path, description = "The onboarding"),
-        ("Last-Event-ID" = Option<i64>, Header, minimum = 0,
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0,
             description = "Resume after this event (the `id:` of the last one received)"),
     ),
     responses(
@@ -198,7 +198,7 @@ pub struct EventStreamParams {
     tag = "events",
     params(
         EventStreamParams,
-        ("Last-Event-ID" = Option<i64>, Header, minimum = 0,
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0,
             description = "Resume after this event (the `id:` of the last one received)"),
     ),
     responses(

@@ -32,8 +32,8 @@ use utoipa::{IntoParams, ToSchema};
     tag = "onboardings",
     request_body = CreateOnboarding,
     params(
-        ("Idempotency-Key" = Option<String>, Header, max_length = 255,
-            description = "Makes a retried create safe: the same key and body answer the                 original 201 (with `Idempotent-Replayed: true`); the same key with another                 body is refused with 422"),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "Makes a retried create safe: the same key and body answer the original 201 (with `Idempotent-Replayed: true`); the same key with another body is refused with 422"),
     ),
     responses(
         (status = 201, description = "Created, with its steps", body = Onboarding,

@@ -115,7 +115,7 @@ pub async fn get(
 #[serde(deny_unknown_fields)]
 pub struct PutTemplate {
     /// The task types, in order; at least one.
-    #[schema(min_items = 1)]
+    #[schema(value_type = Vec<onramp_core::TaskTypeName>, min_items = 1)]
     tasks: Vec<String>,
     /// `hold` (default) or `compensate`.
     #[serde(default)]

@@ -17,6 +17,7 @@ on_both_backends!(
     every_documented_operation_is_served,
     everything_under_v1_needs_the_bearer_token_and_nothing_else_does,
     every_reference_and_link_resolves_and_every_error_response_is_the_error_json,
+    an_optional_body_may_be_absent_empty_or_null_as_documented,
 );
 
 /// SPEC §7's table, plus the routes onramp adds beside it (a task by id, the event stream,
@@ -205,6 +206,32 @@ async fn everything_under_v1_needs_the_bearer_token_and_nothing_else_does(backen
                 "{method} {path} must be documented as needing no token"
             );
         }
+    }
+}
+
+/// Cancel's body is optional and nullable in the document: no body, `{}` and `null` all
+/// mean "no reason".
+async fn an_optional_body_may_be_absent_empty_or_null_as_documented(backend: Backend) {
+    let app = TestApp::spawn_on(backend, &sim_config()).await;
+    let doc = document(&app).await;
+    let body = &doc["paths"]["/v1/onboardings/{id}/cancel"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    app.post("/v1/stages/checks/pause").await.assert_status(200);
+    for (what, request) in [
+        ("no body", None),
+        ("an empty object", Some("{}")),
+        ("null", Some("null")),
+    ] {
+        let onboarding = app
+            .create_onboarding(onramp_testkit::factory::with_tasks(&["check_identity"]))
+            .await;
+        let path = format!("/v1/onboardings/{}/cancel", crate::id_of(&onboarding));
+        let mut cancel = app.request(Method::POST, &path);
+        if let Some(json) = request {
+            cancel = cancel.header("content-type", "application/json").body(json);
+        }
+        let r = app.send(cancel).await;
+        assert_eq!(r.status, 202, "cancel with {what}: {}", r.text);
     }
 }
 
