@@ -6,7 +6,33 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use onramp_engine::EngineError;
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+/// The body of every error response (SPEC §7).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "onboarding onb_0190f0a4c3d27a8e9b1c2d3e4f5a6b7c not found", "details": []}}))]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// For programs, snake_case: `validation_failed`, `unknown_task`, `unknown_template`,
+    /// `unauthenticated`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `invalid_transition`, `conflict`, `payload_too_large`, `unsupported_media_type`,
+    /// `idempotency_key_reused`, `unavailable`.
+    #[schema(pattern = "^[a-z][a-z0-9_]*$")]
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+    /// For programs: e.g. `{"field", "message"}` per invalid field; empty when there is
+    /// nothing more to say.
+    pub details: Vec<Value>,
+}
 
 /// A failed API call.
 #[derive(Debug)]
@@ -182,7 +208,13 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let body = json!({"error": {"code": code, "message": message, "details": details}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code,
+                message,
+                details,
+            },
+        };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response

@@ -37,7 +37,8 @@ where
     }
 }
 
-/// Like [`JsonBody`], but an empty body (with or without content type) gives `T::default()`.
+/// Like [`JsonBody`], but an empty body (with or without content type), or JSON `null`, gives
+/// `T::default()`: the document calls such a body optional and nullable.
 #[derive(Debug)]
 pub struct OptionalJsonBody<T>(pub T);
 
@@ -68,8 +69,8 @@ where
         let raw: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::invalid("body", format!("malformed JSON: {e}")))?;
         check_depth(&raw)?;
-        serde_json::from_value(raw)
-            .map(OptionalJsonBody)
+        serde_json::from_value::<Option<T>>(raw)
+            .map(|body| OptionalJsonBody(body.unwrap_or_default()))
             .map_err(|e| ApiError::invalid("body", e.to_string()))
     }
 }

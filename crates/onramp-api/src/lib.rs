@@ -3,13 +3,15 @@
 //! [`router`] is the only place routes are assembled, so tests can serve it on
 //! `127.0.0.1:0` exactly as `onramp serve` does. Handlers are thin: parse, call one engine
 //! command, render. Every failure becomes the SPEC's error JSON through [`error::ApiError`],
-//! the only place that picks HTTP status codes.
+//! the only place that picks HTTP status codes. The routes and the OpenAPI document served
+//! at `GET /openapi.json` are built from one list ([`openapi`]).
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod error;
 mod extract;
 pub mod limits;
+pub mod openapi;
 mod pagination;
 mod routes;
 pub mod views;
@@ -114,9 +116,14 @@ async fn timed_and_counted(
     response
 }
 
-/// The whole API: `/v1/...`, health, readiness and metrics.
+/// The whole API: `/v1/...`, health, readiness, metrics and `/openapi.json`.
 pub fn router(state: AppState) -> Router {
-    routes::routes()
+    let (routes, doc) = routes::routes().split_for_parts();
+    routes
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
+        .layer(axum::Extension(openapi::Document(openapi::document_json(
+            &doc,
+        ))))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

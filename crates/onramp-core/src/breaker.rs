@@ -16,6 +16,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// The breaker's state, as `GET /v1/services` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {

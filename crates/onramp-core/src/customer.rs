@@ -8,17 +8,22 @@ pub const MAX_TEXT_CHARS: usize = 200;
 
 /// A customer as given in a create request; see [`Customer::validate`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Customer {
     /// Name, 1–200 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// E-mail address.
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: String,
     /// Company, up to 200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub company: Option<String>,
-    /// The caller's own reference for the customer.
+    /// The caller's own reference for the customer, up to 200 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub external_ref: Option<String>,
     /// Free-form attributes (a JSON object), usable in request templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::fmt;
 
 /// The kinds of event onramp emits; the name is also the AMQP routing key.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
     /// An onboarding was created.

@@ -75,6 +75,19 @@ macro_rules! prefixed_id {
             }
         }
 
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                crate::openapi::pattern_string(
+                    concat!("^", $prefix, "[0-9a-f]{32}$"),
+                    concat!("A ", $kind, " id: `", $prefix, "` and 32 lowercase hex digits."),
+                )
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)

@@ -24,6 +24,8 @@ pub mod events;
 pub mod ids;
 pub mod names;
 pub mod onboarding;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod outcome;
 pub mod pacer;
 pub mod plan;

@@ -15,6 +15,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where an onboarding is in its life.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnboardingStatus {
@@ -35,6 +36,7 @@ pub enum OnboardingStatus {
 }
 
 /// What happens when a step of an onboarding dead-letters (a template's `on_failure`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailurePolicy {

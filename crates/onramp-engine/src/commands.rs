@@ -17,18 +17,29 @@ use sha2::{Digest, Sha256};
 
 /// The body of `POST /v1/onboardings`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "customer": {"name": "Ada Lovelace", "email": "ada@example.com", "company": "Analytical Engines"},
+    "template": "standard",
+})))]
 #[serde(deny_unknown_fields)]
 pub struct CreateOnboarding {
     /// The customer.
     pub customer: Customer,
     /// A template name (exclusive with `tasks`).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9_-]{1,64}$"))]
     pub template: Option<String>,
-    /// An explicit ordered task list (exclusive with `template`).
+    /// An explicit ordered task list (exclusive with `template`), at least one task type.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Option<Vec<onramp_core::TaskTypeName>>, min_items = 1)
+    )]
     pub tasks: Option<Vec<String>>,
     /// 0 (default) to 9 (first).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 9))]
     pub priority: Option<i64>,
 }
 

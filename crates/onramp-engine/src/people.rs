@@ -19,29 +19,50 @@ use std::collections::BTreeMap;
 
 /// A time-off period as sent: RFC 3339 instants.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TimeOffInput {
-    /// Start.
+    /// Start (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub from: String,
-    /// End.
+    /// End (RFC 3339), after `from`.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub to: String,
 }
 
 /// The body of `POST /v1/csrs` (every field) and `PATCH /v1/csrs/{id}` (any fields).
+///
+/// A POST needs `name`, `email`, `timezone`, `skills` and `working_hours`; a PATCH changes
+/// only the fields it names.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "name": "Grace Hopper",
+    "email": "grace@example.com",
+    "skills": ["onboarding_call"],
+    "timezone": "Europe/Berlin",
+    "working_hours": {"mon": ["09:00-12:00", "13:00-17:00"], "tue": ["09:00-17:00"]},
+    "max_active_tasks": 5,
+    "active": true,
+    "time_off": [{"from": "2026-12-24T00:00:00Z", "to": "2026-12-27T00:00:00Z"}],
+})))]
 #[serde(deny_unknown_fields)]
 pub struct CsrInput {
-    /// Name.
+    /// Name, 1-200 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: Option<String>,
     /// E-mail.
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 200))]
     pub email: Option<String>,
-    /// Skills.
+    /// Skills, at least one, each 1-100 characters.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub skills: Option<Vec<String>>,
-    /// IANA time zone.
+    /// IANA time zone, like `Europe/Berlin`.
     pub timezone: Option<String>,
-    /// Working hours per weekday.
+    /// Working hours per weekday (`mon` ... `sun`): local ranges like `"09:00-12:00"`.
     pub working_hours: Option<BTreeMap<String, Vec<String>>>,
-    /// Capacity.
+    /// Capacity: 1-10000 (default 5).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub max_active_tasks: Option<i64>,
     /// Takes tasks.
     pub active: Option<bool>,
@@ -51,6 +72,11 @@ pub struct CsrInput {
 
 /// The body of `POST /v1/onboardings/{id}/signals/{name}`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "id": "contract-4711",
+    "payload": {"signed_by": "Ada Lovelace"},
+})))]
 #[serde(deny_unknown_fields)]
 pub struct SignalInput {
     /// The sender's unique id for this signal (repeats are no-ops).

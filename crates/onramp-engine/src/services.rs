@@ -260,6 +260,7 @@ fn spread(open_for: Duration) -> Duration {
 
 /// One service as `GET /v1/services` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceStatus {
     /// The service.
     pub name: ServiceName,
@@ -270,8 +271,10 @@ pub struct ServiceStatus {
     /// Retryable failures in a row (the threshold while open).
     pub consecutive_failures: u32,
     /// While open: when the next probe may go out.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub open_until: Option<String>,
     /// When the breaker last changed state.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub breaker_changed_at: Option<String>,
     /// The configured limit, like `20/s`.
     pub rate_limit: Option<String>,
@@ -287,8 +290,10 @@ pub struct ServiceStatus {
 
 /// A service's last error.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LastError {
     /// When (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub at: String,
     /// What.
     pub message: String,

@@ -15,14 +15,25 @@ const MAX_URL_LEN: usize = 2048;
 
 /// The body of `POST /v1/webhooks`.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "url": "https://example.com/hooks/onramp",
+    "events": ["onboarding.completed", "onboarding.failed"],
+})))]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// Where to POST events: an `http://` or `https://` URL.
+    #[cfg_attr(feature = "openapi", schema(format = "uri", max_length = 2048))]
     pub url: String,
     /// The event types to receive, e.g. `["onboarding.completed"]`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Vec<onramp_core::events::EventType>, min_items = 1)
+    )]
     pub events: Vec<String>,
     /// `whsec_<base64 key>`; generated when absent.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(pattern = "^whsec_[A-Za-z0-9+/]+={0,2}$"))]
     pub secret: Option<String>,
 }
 

@@ -2,25 +2,41 @@
 //! webhooks), oldest first, for admins. Onboardings' own chains are at
 //! `/v1/onboardings/{id}/audit`.
 
+use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::Query;
-use crate::pagination::{encode_cursor, page_request};
-use crate::{AppState, views};
+use crate::openapi::{BadRequest, Forbidden, Unauthenticated, Unavailable};
+use crate::pagination::{PageParams, encode_cursor};
+use crate::views::{AuditEntry, Page};
 use axum::Json;
 use axum::extract::State;
 use onramp_core::auth::Permission;
-use serde_json::Value;
-use std::collections::HashMap;
 
 /// A page of the chain; the cursor continues after the last entry shown.
+#[utoipa::path(
+    get,
+    path = "/audit",
+    operation_id = "list_admin_audit",
+    tag = "operations",
+    params(PageParams),
+    responses(
+        (status = 200, description = "Administrative actions in order: `token.created`, \
+            `token.revoked`, `template.changed`, `csr.created`, `csr.changed`, `csr.deleted`, \
+            `stage.paused`, `stage.resumed`, `webhook.created`, `webhook.deleted`", body = Page<AuditEntry>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn admin_audit(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+    Query(paging): Query<PageParams>,
+) -> ApiResult<Json<Page<AuditEntry>>> {
     caller.require(Permission::Administer)?;
-    let page = page_request::<u64>(&query)?;
+    let page = paging.request::<u64>()?;
     let mut entries = state
         .engine
         .admin_audit(page.cursor.unwrap_or(0), page.limit + 1)
@@ -30,8 +46,5 @@ pub async fn admin_audit(
     let next = more
         .then(|| entries.last().map(|e| encode_cursor(&e.seq)))
         .flatten();
-    Ok(Json(views::page(
-        entries.iter().map(views::audit_entry).collect(),
-        next,
-    )))
+    Ok(Json(Page::of(&entries, next)))
 }

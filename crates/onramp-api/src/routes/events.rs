@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
+use crate::openapi::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
 use crate::views;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -23,7 +24,8 @@ use onramp_core::events::EventType;
 use onramp_engine::live::Watch;
 use onramp_engine::{Engine, EngineError};
 use onramp_store::{PublishedEvent, StatusChange};
-use std::collections::{HashMap, VecDeque};
+use serde::Deserialize;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -68,6 +70,25 @@ struct StatusStream {
 /// `GET /v1/onboardings/{id}/events`: `event: status` with the status JSON, `id:` its
 /// position; the current status at once (or everything after `Last-Event-ID`), one event per
 /// change, and the end after a terminal status.
+#[utoipa::path(
+    get,
+    path = "/onboardings/{id}/events",
+    operation_id = "stream_onboarding_status",
+    tag = "onboardings",
+    params(
+        ("id" = OnboardingId, Path, description = "The onboarding"),
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0,
+            description = "Resume after this event (the `id:` of the last one received)"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events: `event: status`, `id:` a sequence, `data:` the status JSON (see `Status`); the first at once, one per change, the stream ends after a terminal status", content_type = "text/event-stream", body = views::StatusEvent),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn onboarding(
     State(state): State<AppState>,
     caller: Caller,
@@ -109,7 +130,7 @@ async fn next_status(mut s: StatusStream) -> Option<(Result<Event, Infallible>, 
             let event = Event::default()
                 .event("status")
                 .id(change.seq.to_string())
-                .json_data(views::status_change(&change))
+                .json_data(views::Status::from(&change))
                 .unwrap_or_else(|_| Event::default().comment("unencodable status"));
             return Some((Ok(event), s));
         }
@@ -154,17 +175,48 @@ struct EventStream {
     closing: tokio_util::sync::CancellationToken,
 }
 
+/// The filters of `GET /v1/events`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventStreamParams {
+    /// Only these event types, comma-separated.
+    #[serde(rename = "type")]
+    #[param(rename = "type", value_type = Option<Vec<EventType>>, style = Form, explode = false)]
+    types: Option<String>,
+    /// Only events about this stage.
+    #[param(value_type = Option<StageName>)]
+    stage: Option<String>,
+}
+
 /// `GET /v1/events?type=a,b&stage=s`: every published event as `event: <type>`, `data:` the
 /// event JSON (as webhooks receive it), `id:` its place in publication order. Starts with
 /// the events after `Last-Event-ID`, or with the next one.
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "stream_events",
+    tag = "events",
+    params(
+        EventStreamParams,
+        ("Last-Event-ID" = Option<i64>, Header, nullable = false, minimum = 0,
+            description = "Resume after this event (the `id:` of the last one received)"),
+    ),
+    responses(
+        (status = 200, description = "Server-sent events, without end: `event:` the event type, `id:` its place in publication order, `data:` the event JSON as webhooks receive it", content_type = "text/event-stream", body = views::StreamedEvent),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn all(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    Query(q): Query<EventStreamParams>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     caller.require(Permission::ReadOperations)?;
-    let types = match q.get("type").filter(|t| !t.is_empty()) {
+    let types = match q.types.as_deref().filter(|t| !t.is_empty()) {
         None => Vec::new(),
         Some(list) => list
             .split(',')
@@ -173,7 +225,8 @@ pub async fn all(
             .map_err(|e| ApiError::invalid("type", e))?,
     };
     let stage = q
-        .get("stage")
+        .stage
+        .as_deref()
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<StageName>()

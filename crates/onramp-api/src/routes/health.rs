@@ -3,19 +3,41 @@
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::Unavailable;
+use crate::views::{EventsHealth, Health, HealthStatus, Readiness};
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
 
 /// Always 200 while the process serves requests.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// 200 when the database answers, 503 otherwise. While the AMQP broker is unreachable the
 /// process still serves (events wait in the outbox), so the answer stays 200 with
 /// `"status": "degraded"` and `"events": {"status": "degraded", "reason": ...}`.
-pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "The database answers; `degraded` while events wait for the broker", body = Readiness),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>> {
     state
         .engine
         .store
@@ -23,10 +45,19 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(match state.engine.events_health.degraded() {
-        None => json!({"status": "ready", "events": {"status": "ok"}}),
-        Some(reason) => json!({
-            "status": "degraded",
-            "events": {"status": "degraded", "reason": reason},
-        }),
+        None => Readiness {
+            status: HealthStatus::Ready,
+            events: EventsHealth {
+                status: HealthStatus::Ok,
+                reason: None,
+            },
+        },
+        Some(reason) => Readiness {
+            status: HealthStatus::Degraded,
+            events: EventsHealth {
+                status: HealthStatus::Degraded,
+                reason: Some(reason.to_string()),
+            },
+        },
     }))
 }

@@ -8,6 +8,17 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 
 /// The metrics, levels read from the database at most once a second.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    security(()),
+    responses(
+        (status = 200, description = "Prometheus metrics in the OpenMetrics text format",
+            content_type = "application/openmetrics-text", body = String),
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let engine = &state.engine;
     let now = engine.clock.now();

@@ -1,4 +1,9 @@
-//! The route table.
+//! The route table, and with it the OpenAPI document.
+//!
+//! Every route is registered through `utoipa_axum::routes!`, which takes the method and path
+//! from the handler's `#[utoipa::path]` attribute and adds both the axum route and the
+//! operation's documentation. The router and `GET /openapi.json` are therefore built from one
+//! list and cannot disagree about which routes exist.
 
 mod audit;
 mod dead_letters;
@@ -14,68 +19,55 @@ mod webhooks;
 
 use crate::AppState;
 use crate::error::ApiError;
-use axum::Router;
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// Every route, unauthenticated ones included.
-pub fn routes() -> Router<AppState> {
-    let v1 = Router::new()
-        .route(
-            "/onboardings",
-            post(onboardings::create).get(onboardings::list),
-        )
-        .route("/onboardings/{id}", get(onboardings::get))
-        .route("/onboardings/{id}/status", get(onboardings::status))
-        .route("/onboardings/{id}/events", get(events::onboarding))
-        .route("/onboardings/{id}/audit", get(onboardings::audit))
-        .route("/onboardings/{id}/retry", post(onboardings::retry))
-        .route("/onboardings/{id}/cancel", post(onboardings::cancel))
-        .route("/onboardings/{id}/signals/{name}", post(people::signal))
-        .route("/csrs", post(people::create_csr).get(people::list_csrs))
-        .route(
-            "/csrs/{id}",
-            get(people::get_csr)
-                .patch(people::update_csr)
-                .delete(people::delete_csr),
-        )
-        .route("/csrs/{id}/schedule", get(people::schedule))
-        .route("/tasks", get(people::list_tasks))
-        .route("/tasks/{id}", get(people::get_task))
-        .route("/tasks/{id}/complete", post(people::complete_task))
-        .route("/tasks/{id}/assign", post(people::assign_task))
-        .route("/dead-letters", get(dead_letters::list))
-        .route("/dead-letters/replay", post(dead_letters::replay_stage))
-        .route("/dead-letters/{id}/replay", post(dead_letters::replay))
-        .route("/dead-letters/{id}/discard", post(dead_letters::discard))
-        .route("/services", get(services::list))
-        .route("/stages", get(stages::list))
-        .route("/stages/{name}/pause", post(stages::pause))
-        .route("/stages/{name}/resume", post(stages::resume))
-        .route("/templates", get(templates::list))
-        .route("/templates/{name}", get(templates::get).put(templates::put))
-        .route("/events", get(events::all))
-        .route("/audit", get(audit::admin_audit))
-        .route("/webhooks", post(webhooks::create).get(webhooks::list))
-        .route(
-            "/webhooks/{id}",
-            get(webhooks::get).delete(webhooks::delete),
-        )
-        .route("/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route(
-            "/webhooks/{id}/deliveries/replay",
-            post(webhooks::replay_all),
-        )
-        .route(
-            "/webhooks/{id}/deliveries/{delivery}/replay",
-            post(webhooks::replay_one),
-        );
-    Router::new()
+/// Every route, unauthenticated ones included, and their documentation.
+pub fn routes() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(onboardings::create, onboardings::list))
+        .routes(routes!(onboardings::get))
+        .routes(routes!(onboardings::status))
+        .routes(routes!(events::onboarding))
+        .routes(routes!(onboardings::audit))
+        .routes(routes!(onboardings::retry))
+        .routes(routes!(onboardings::cancel))
+        .routes(routes!(people::signal))
+        .routes(routes!(people::create_csr, people::list_csrs))
+        .routes(routes!(
+            people::get_csr,
+            people::update_csr,
+            people::delete_csr
+        ))
+        .routes(routes!(people::schedule))
+        .routes(routes!(people::list_tasks))
+        .routes(routes!(people::get_task))
+        .routes(routes!(people::complete_task))
+        .routes(routes!(people::assign_task))
+        .routes(routes!(dead_letters::list))
+        .routes(routes!(dead_letters::replay_stage))
+        .routes(routes!(dead_letters::replay))
+        .routes(routes!(dead_letters::discard))
+        .routes(routes!(services::list))
+        .routes(routes!(stages::list))
+        .routes(routes!(stages::pause))
+        .routes(routes!(stages::resume))
+        .routes(routes!(templates::list))
+        .routes(routes!(templates::get, templates::put))
+        .routes(routes!(events::all))
+        .routes(routes!(audit::admin_audit))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::replay_all))
+        .routes(routes!(webhooks::replay_one));
+    OpenApiRouter::with_openapi(crate::openapi::base())
         .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(crate::openapi::document))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }
 
 /// Parses an onboarding id from a path, and names the onboarding on the request's span, so

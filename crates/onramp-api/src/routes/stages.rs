@@ -2,17 +2,18 @@
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::Path;
-use crate::views;
+use crate::openapi::{BadRequest, Forbidden, NotFound, Unauthenticated, Unavailable};
+use crate::views::Stage;
 use axum::Json;
 use axum::extract::State;
+use onramp_core::StageName;
 use onramp_core::auth::Permission;
 use onramp_engine::EngineError;
 use onramp_store::StageCounts;
-use serde_json::Value;
 
-async fn all(state: &AppState) -> ApiResult<Vec<Value>> {
+async fn all(state: &AppState) -> ApiResult<Vec<Stage>> {
     let counts = state
         .engine
         .store
@@ -36,15 +37,27 @@ async fn all(state: &AppState) -> ApiResult<Vec<Value>> {
                     dead: 0,
                     paused: false,
                 });
-            views::stage(&c, policy.concurrency)
+            Stage::new(&c, policy.concurrency)
         })
         .collect())
 }
 
 /// `GET /v1/stages`: every configured stage.
-pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+#[utoipa::path(
+    get,
+    path = "/stages",
+    operation_id = "list_stages",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every configured stage with its queue counts", body = Vec<Stage>),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    )
+)]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Stage>>> {
     caller.require(Permission::ReadOperations)?;
-    Ok(Json(Value::Array(all(&state).await?)))
+    Ok(Json(all(&state).await?))
 }
 
 async fn set_paused(
@@ -52,36 +65,65 @@ async fn set_paused(
     caller: &Caller,
     name: &str,
     paused: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Stage>> {
     state
         .engine
         .set_stage_paused(name, paused, &caller.actor())
         .await?;
-    let stages = all(state).await?;
-    Ok(Json(
-        stages
-            .into_iter()
-            .find(|s| s["name"] == name)
-            .unwrap_or(Value::Null),
-    ))
+    all(state)
+        .await?
+        .into_iter()
+        .find(|s| s.name.as_str() == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("stage `{name}` not found")))
 }
 
-/// `POST /v1/stages/{name}/pause`.
+/// `POST /v1/stages/{name}/pause`: its workers claim nothing until resumed.
+#[utoipa::path(
+    post,
+    path = "/stages/{name}/pause",
+    operation_id = "pause_stage",
+    tag = "operations",
+    params(("name" = StageName, Path, description = "The stage")),
+    responses(
+        (status = 200, description = "The stage, paused", body = Stage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn pause(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Stage>> {
     caller.require(Permission::Operate)?;
     set_paused(&state, &caller, &name, true).await
 }
 
 /// `POST /v1/stages/{name}/resume`.
+#[utoipa::path(
+    post,
+    path = "/stages/{name}/resume",
+    operation_id = "resume_stage",
+    tag = "operations",
+    params(("name" = StageName, Path, description = "The stage")),
+    responses(
+        (status = 200, description = "The stage, running", body = Stage),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Stage>> {
     caller.require(Permission::Operate)?;
     set_paused(&state, &caller, &name, false).await
 }

@@ -42,6 +42,7 @@ mod human_tasks;
 mod idempotency;
 mod lifecycle;
 mod listing;
+mod openapi;
 mod operations;
 mod retries;
 mod sagas;
