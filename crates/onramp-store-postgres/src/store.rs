@@ -324,8 +324,8 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
-    /// One transaction for the whole batch (one commit), each finish in its own savepoint.
-    /// Finishes run in onboarding id order, the lock order of every multi-onboarding
+    /// One transaction for the whole batch (one commit); if the batched write misses, a new
+    /// transaction with each finish in its own savepoint. Finishes run in onboarding id order, the lock order of every multi-onboarding
     /// transaction, so two concurrent batches cannot deadlock; results come back in input
     /// order.
     async fn finish_steps(&self, finishes: Vec<StepFinish>) -> Vec<StoreResult<()>> {
@@ -339,7 +339,17 @@ impl Store for PostgresStore {
         };
         let (mut results, notices) = match queue::finish_all(&mut tx, &finishes).await {
             Ok(Some(done)) => done,
-            Ok(None) => one_at_a_time(&mut tx, finishes).await,
+            Ok(None) => {
+                // What the batch wrote before it missed goes with this transaction.
+                if let Err(e) = tx.rollback().await.map_err(db_error) {
+                    return vec![Err(e); n];
+                }
+                tx = match self.begin_queue(BEGIN_WRITE).await {
+                    Ok(tx) => tx,
+                    Err(e) => return vec![Err(e); n],
+                };
+                one_at_a_time(&mut tx, finishes).await
+            }
             Err(e) => return vec![Err(e); n],
         };
         if let Err(e) = self.commit(tx, notices).await {
