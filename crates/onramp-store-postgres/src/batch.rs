@@ -2,8 +2,8 @@
 //!
 //! A claim of 16 steps or a batch of 50 finishes, done one transition at a time, costs six or
 //! seven round trips per step; on a busy two-core machine those round trips, not the disk, set
-//! the pace. Here a batch is read with one statement ([`load`]) and written with one statement
-//! per table ([`apply_all`]), whatever its size. The decisions still come from
+//! the pace. Here a batch is read with one statement ([`load`]) and written with one more
+//! ([`apply_all`]), whatever its size. The decisions still come from
 //! [`onramp_core::plan`], one onboarding at a time, exactly as on the one-at-a-time path.
 //!
 //! The caller must hold the row locks of every onboarding in the batch, taken before
@@ -11,11 +11,12 @@
 //! so a read after the lock sees the last holder's writes). Every onboarding appears at most
 //! once in a batch: its changes are planned from one reading of its state.
 
-use crate::apply::{Leases, error_update, write_dead_letter};
+use crate::apply::{Leases, error_update, storable_json, write_dead_letter};
 use crate::db_error;
 use crate::rows::{column, count, int, parsed};
 use crate::store::Notices;
 use onramp_core::audit::{self, AuditHead, GENESIS};
+use onramp_core::events::NewEvent;
 use onramp_core::plan::{AttemptsUpdate, Changes, OnboardingState, StepState};
 use onramp_core::time::Millis;
 use onramp_core::{OnboardingId, StepSeq};
@@ -201,10 +202,15 @@ struct AuditColumns {
     hash: Vec<String>,
 }
 
-/// Writes every plan: one statement for all step updates, one for all onboarding updates,
-/// one for the audit rows, one for the outbox. Every update is still a compare-and-set on the
-/// status the plan started from; if any misses, the whole batch is refused with
-/// [`StoreError::Conflict`] (the caller undoes its savepoint and goes one at a time).
+/// Writes every plan in one statement: the step updates, the onboarding updates, the audit
+/// rows and the outbox events, each a data-modifying `WITH` of one `unnest`. (Dead-letter and
+/// human-task changes, rare, follow in statements of their own.) Every update is still a
+/// compare-and-set on the status the plan started from; if any misses, the whole batch is
+/// refused with [`StoreError::Conflict`] — with whatever the statement wrote still in the
+/// caller's transaction, which the caller undoes (its savepoint, or the whole transaction).
+///
+/// One statement rather than one per table: on a busy machine every round trip waits for the
+/// scheduler on both ends, and this write is on the path of every create, claim and finish.
 pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreResult<Notices> {
     let mut notices = Notices::default();
     let mut steps = StepColumns::default();
@@ -305,148 +311,185 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
         }
     }
 
-    update_steps(conn, steps).await?;
-    update_onboardings(conn, onboardings).await?;
+    write_all(
+        conn,
+        steps,
+        onboardings,
+        audits,
+        OutboxColumns::from(events),
+    )
+    .await?;
+    // After the step updates: a dead letter copies its step's attempts.
     for (state, change, now) in &dead_letters {
         write_dead_letter(conn, state, change, *now).await?;
     }
-    insert_audit(conn, audits).await?;
-    crate::apply::write_outbox(conn, events).await?;
     for (id, new_tasks, close_tasks, now) in task_changes {
         crate::human::write_task_changes(conn, &id, &new_tasks, &close_tasks, now).await?;
     }
     Ok(notices)
 }
 
-async fn update_steps(conn: &mut PgConnection, c: StepColumns) -> StoreResult<()> {
-    let expected = c.seq.len() as u64;
-    if expected == 0 {
-        return Ok(());
-    }
-    let updated = sqlx::query(
-        "UPDATE steps s SET
-            status = u.to_status,
-            available_at = u.available_at,
-            queued_at = CASE WHEN u.enqueued THEN u.now ELSE s.queued_at END,
-            lease_id = u.lease,
-            lease_expires_at = u.lease_expires_at,
-            attempts = CASE u.attempts WHEN 'claim' THEN s.attempts + 1
-                                       WHEN 'refund' THEN greatest(s.attempts - 1, 0)
-                                       WHEN 'reset' THEN 0 ELSE s.attempts END,
-            output = CASE WHEN u.output IS NOT NULL THEN u.output::json ELSE s.output END,
-            error = CASE u.error_mode WHEN 'set' THEN u.error WHEN 'clear' THEN NULL
-                                      ELSE s.error END,
-            started_at = CASE WHEN u.to_status = 'running' THEN coalesce(s.started_at, u.now)
-                              ELSE s.started_at END,
-            finished_at = CASE WHEN u.finished_at IS NOT NULL THEN u.finished_at
-                               WHEN u.to_status IN ('queued', 'retrying', 'running', 'waiting')
-                               THEN NULL
-                               ELSE s.finished_at END
-         FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
-                     $7::bool[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
-                     $12::text[], $13::text[], $14::text[], $15::bigint[])
-              AS u(onboarding_id, seq, from_status, required_lease, to_status, available_at,
-                   enqueued, now, lease, lease_expires_at, attempts, output, error_mode, error,
-                   finished_at)
-         WHERE s.onboarding_id = u.onboarding_id AND s.seq = u.seq AND s.status = u.from_status
-           AND (u.required_lease IS NULL OR s.lease_id = u.required_lease)",
-    )
-    .bind(c.onboarding_id)
-    .bind(c.seq)
-    .bind(c.from)
-    .bind(c.required_lease)
-    .bind(c.to)
-    .bind(c.available_at)
-    .bind(c.enqueued)
-    .bind(c.now)
-    .bind(c.lease)
-    .bind(c.lease_expires_at)
-    .bind(c.attempts)
-    .bind(c.output)
-    .bind(c.error_mode)
-    .bind(c.error)
-    .bind(c.finished_at)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    if updated != expected {
-        return Err(StoreError::Conflict(format!(
-            "{} of {expected} step updates found their step moved on",
-            expected - updated
-        )));
-    }
-    Ok(())
+/// Columns of the outbox rows, in their given order.
+#[derive(Default)]
+struct OutboxColumns {
+    id: Vec<String>,
+    kind: Vec<&'static str>,
+    onboarding_id: Vec<String>,
+    at: Vec<i64>,
+    data: Vec<String>,
 }
 
-async fn update_onboardings(conn: &mut PgConnection, c: OnboardingColumns) -> StoreResult<()> {
-    let expected = c.id.len() as u64;
-    if expected == 0 {
-        return Ok(());
+impl From<Vec<NewEvent>> for OutboxColumns {
+    fn from(events: Vec<NewEvent>) -> Self {
+        let mut c = OutboxColumns::default();
+        for event in events {
+            c.id.push(event.id.as_str().to_owned());
+            c.kind.push(event.kind.as_str());
+            c.onboarding_id
+                .push(event.onboarding_id.as_str().to_owned());
+            c.at.push(event.at.0);
+            c.data.push(storable_json(&event.data));
+        }
+        c
     }
-    let updated = sqlx::query(
-        "UPDATE onboardings o SET status = u.to_status, stage = u.stage,
-            current_seq = u.current_seq, succeeded_steps = u.succeeded_steps,
-            error = CASE u.error_mode WHEN 'set' THEN u.error WHEN 'clear' THEN NULL
-                                      ELSE o.error END,
-            retry_available = u.retry_available,
-            completed_at = coalesce(u.finished_at, o.completed_at), updated_at = u.now
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[], $6::int[],
-                     $7::text[], $8::text[], $9::bool[], $10::bigint[], $11::bigint[])
-              AS u(id, from_status, to_status, stage, current_seq, succeeded_steps, error_mode,
-                   error, retry_available, finished_at, now)
-         WHERE o.id = u.id AND o.status = u.from_status",
-    )
-    .bind(c.id)
-    .bind(c.from)
-    .bind(c.to)
-    .bind(c.stage)
-    .bind(c.current_seq)
-    .bind(c.succeeded_steps)
-    .bind(c.error_mode)
-    .bind(c.error)
-    .bind(c.retry_available)
-    .bind(c.finished_at)
-    .bind(c.now)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?
-    .rows_affected();
-    if updated != expected {
-        return Err(StoreError::Conflict(format!(
-            "{} of {expected} onboarding updates found their onboarding moved on",
-            expected - updated
-        )));
-    }
-    Ok(())
 }
 
-async fn insert_audit(conn: &mut PgConnection, c: AuditColumns) -> StoreResult<()> {
-    if c.seq.is_empty() {
+/// The one statement of [`apply_all`]. Its parts cannot see each other's writes (they share
+/// one snapshot), and none needs to: each writes a different table, and the audit and outbox
+/// rows are computed in full by the plan.
+async fn write_all(
+    conn: &mut PgConnection,
+    s: StepColumns,
+    o: OnboardingColumns,
+    a: AuditColumns,
+    e: OutboxColumns,
+) -> StoreResult<()> {
+    let (steps_expected, onboardings_expected) = (s.seq.len() as u64, o.id.len() as u64);
+    if steps_expected == 0 && onboardings_expected == 0 && a.seq.is_empty() && e.id.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO audit (onboarding_id, seq, at, actor, action, from_state, to_state, detail,
-                            prev_hash, hash)
-         SELECT a.onboarding_id, a.seq, a.at, a.actor, a.action, a.from_state, a.to_state,
-                a.detail::json, a.prev_hash, a.hash
-         FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],
-                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-              AS a(onboarding_id, seq, at, actor, action, from_state, to_state, detail,
-                   prev_hash, hash)",
+    let row = sqlx::query(
+        "WITH s AS (
+           UPDATE steps s SET
+             status = u.to_status,
+             available_at = u.available_at,
+             queued_at = CASE WHEN u.enqueued THEN u.now ELSE s.queued_at END,
+             lease_id = u.lease,
+             lease_expires_at = u.lease_expires_at,
+             attempts = CASE u.attempts WHEN 'claim' THEN s.attempts + 1
+                                        WHEN 'refund' THEN greatest(s.attempts - 1, 0)
+                                        WHEN 'reset' THEN 0 ELSE s.attempts END,
+             output = CASE WHEN u.output IS NOT NULL THEN u.output::json ELSE s.output END,
+             error = CASE u.error_mode WHEN 'set' THEN u.error WHEN 'clear' THEN NULL
+                                       ELSE s.error END,
+             started_at = CASE WHEN u.to_status = 'running' THEN coalesce(s.started_at, u.now)
+                               ELSE s.started_at END,
+             finished_at = CASE WHEN u.finished_at IS NOT NULL THEN u.finished_at
+                                WHEN u.to_status IN ('queued', 'retrying', 'running', 'waiting')
+                                THEN NULL
+                                ELSE s.finished_at END
+           FROM unnest($1::text[], $2::int[], $3::text[], $4::bigint[], $5::text[], $6::bigint[],
+                       $7::bool[], $8::bigint[], $9::bigint[], $10::bigint[], $11::text[],
+                       $12::text[], $13::text[], $14::text[], $15::bigint[])
+                AS u(onboarding_id, seq, from_status, required_lease, to_status, available_at,
+                     enqueued, now, lease, lease_expires_at, attempts, output, error_mode, error,
+                     finished_at)
+           WHERE s.onboarding_id = u.onboarding_id AND s.seq = u.seq
+             AND s.status = u.from_status
+             AND (u.required_lease IS NULL OR s.lease_id = u.required_lease)
+           RETURNING 1
+         ),
+         o AS (
+           UPDATE onboardings o SET status = u.to_status, stage = u.stage,
+             current_seq = u.current_seq, succeeded_steps = u.succeeded_steps,
+             error = CASE u.error_mode WHEN 'set' THEN u.error WHEN 'clear' THEN NULL
+                                       ELSE o.error END,
+             retry_available = u.retry_available,
+             completed_at = coalesce(u.finished_at, o.completed_at), updated_at = u.now
+           FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::int[],
+                       $21::int[], $22::text[], $23::text[], $24::bool[], $25::bigint[],
+                       $26::bigint[])
+                AS u(id, from_status, to_status, stage, current_seq, succeeded_steps,
+                     error_mode, error, retry_available, finished_at, now)
+           WHERE o.id = u.id AND o.status = u.from_status
+           RETURNING 1
+         ),
+         a AS (
+           INSERT INTO audit (onboarding_id, seq, at, actor, action, from_state, to_state,
+                              detail, prev_hash, hash)
+           SELECT a.onboarding_id, a.seq, a.at, a.actor, a.action, a.from_state, a.to_state,
+                  a.detail::json, a.prev_hash, a.hash
+           FROM unnest($27::text[], $28::bigint[], $29::bigint[], $30::text[], $31::text[],
+                       $32::text[], $33::text[], $34::text[], $35::text[], $36::text[])
+                AS a(onboarding_id, seq, at, actor, action, from_state, to_state, detail,
+                     prev_hash, hash)
+         ),
+         e AS (
+           INSERT INTO outbox (id, type, onboarding_id, at, data)
+           SELECT e.id, e.type, e.onboarding_id, e.at, e.data::jsonb
+           FROM unnest($37::text[], $38::text[], $39::text[], $40::bigint[], $41::text[])
+                WITH ORDINALITY AS e(id, type, onboarding_id, at, data, position)
+           ORDER BY e.position
+         )
+         SELECT (SELECT count(*) FROM s) AS steps, (SELECT count(*) FROM o) AS onboardings",
     )
-    .bind(c.onboarding_id)
-    .bind(c.seq)
-    .bind(c.at)
-    .bind(c.actor)
-    .bind(c.action)
-    .bind(c.from)
-    .bind(c.to)
-    .bind(c.detail)
-    .bind(c.prev_hash)
-    .bind(c.hash)
-    .execute(&mut *conn)
+    .bind(s.onboarding_id)
+    .bind(s.seq)
+    .bind(s.from)
+    .bind(s.required_lease)
+    .bind(s.to)
+    .bind(s.available_at)
+    .bind(s.enqueued)
+    .bind(s.now)
+    .bind(s.lease)
+    .bind(s.lease_expires_at)
+    .bind(s.attempts)
+    .bind(s.output)
+    .bind(s.error_mode)
+    .bind(s.error)
+    .bind(s.finished_at)
+    .bind(o.id)
+    .bind(o.from)
+    .bind(o.to)
+    .bind(o.stage)
+    .bind(o.current_seq)
+    .bind(o.succeeded_steps)
+    .bind(o.error_mode)
+    .bind(o.error)
+    .bind(o.retry_available)
+    .bind(o.finished_at)
+    .bind(o.now)
+    .bind(a.onboarding_id)
+    .bind(a.seq)
+    .bind(a.at)
+    .bind(a.actor)
+    .bind(a.action)
+    .bind(a.from)
+    .bind(a.to)
+    .bind(a.detail)
+    .bind(a.prev_hash)
+    .bind(a.hash)
+    .bind(e.id)
+    .bind(e.kind)
+    .bind(e.onboarding_id)
+    .bind(e.at)
+    .bind(e.data)
+    .fetch_one(&mut *conn)
     .await
     .map_err(db_error)?;
+    let steps_updated = u64::try_from(column::<i64>(&row, "steps")?).unwrap_or(0);
+    let onboardings_updated = u64::try_from(column::<i64>(&row, "onboardings")?).unwrap_or(0);
+    if steps_updated != steps_expected {
+        return Err(StoreError::Conflict(format!(
+            "{} of {steps_expected} step updates found their step moved on",
+            steps_expected - steps_updated.min(steps_expected)
+        )));
+    }
+    if onboardings_updated != onboardings_expected {
+        return Err(StoreError::Conflict(format!(
+            "{} of {onboardings_expected} onboarding updates found their onboarding moved on",
+            onboardings_expected - onboardings_updated.min(onboardings_expected)
+        )));
+    }
     Ok(())
 }

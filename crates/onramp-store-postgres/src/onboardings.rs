@@ -20,71 +20,23 @@ pub async fn create(
     new: NewOnboarding,
     idempotency: Option<IdempotencyClaim>,
 ) -> StoreResult<(Created, Notices)> {
-    if let Some(claim) = &idempotency
-        && let Some(earlier) = reserve_key(conn, claim, &new).await?
-    {
-        return Ok((earlier, Notices::default()));
-    }
     if new.steps.is_empty() {
+        // Refused, unless the key answers from an earlier request.
+        if let Some(claim) = &idempotency
+            && let Some(earlier) = reserve_key(conn, claim, &new).await?
+        {
+            return Ok((earlier, Notices::default()));
+        }
         return Err(StoreError::InvalidTransition(
             "an onboarding needs at least one step".into(),
         ));
     }
-    let total_steps = u32::try_from(new.steps.len())
-        .map_err(|_| StoreError::InvalidTransition("too many steps".into()))?;
-
-    sqlx::query(
-        "INSERT INTO onboardings (id, customer, customer_name, customer_email, customer_ref,
-            template_name, template_version, status, stage, current_seq, total_steps, priority,
-            created_at, updated_at, on_failure)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, 1, $9, $10, $11, $11, $12)",
-    )
-    .bind(new.id.as_str())
-    .bind(Json(&new.customer))
-    .bind(&new.customer.name)
-    .bind(&new.customer.email)
-    .bind(new.customer.external_ref.as_deref())
-    .bind(new.template.as_ref().map(|t| t.name.as_str()))
-    .bind(new.template.as_ref().map(|t| int(t.version)).transpose()?)
-    .bind(new.steps[0].stage.as_str())
-    .bind(int(total_steps)?)
-    .bind(i16::from(new.priority))
-    .bind(new.now.0)
-    .bind(new.on_failure.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-
-    let mut ids = Vec::with_capacity(new.steps.len());
-    let mut seqs = Vec::with_capacity(new.steps.len());
-    let (mut tasks, mut stages, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
-    let mut compensable = Vec::with_capacity(new.steps.len());
-    for (seq, step) in (1..=total_steps).zip(&new.steps) {
-        ids.push(StepId::new().as_str().to_owned());
-        seqs.push(int(seq)?);
-        tasks.push(step.task.as_str());
-        stages.push(step.stage.as_str());
-        kinds.push(step.kind.as_str());
-        compensable.push(step.compensable);
+    if !insert(conn, &new, idempotency.as_ref()).await? {
+        let claim = idempotency.as_ref().ok_or_else(|| {
+            StoreError::Internal("an onboarding without a key was not inserted".into())
+        })?;
+        return Ok((replay(conn, claim).await?, Notices::default()));
     }
-    sqlx::query(
-        "INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority,
-                            compensable)
-         SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, 'pending', $2, s.compensable
-         FROM unnest($3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bool[])
-              AS s(id, seq, task, stage, kind, compensable)",
-    )
-    .bind(new.id.as_str())
-    .bind(i16::from(new.priority))
-    .bind(ids)
-    .bind(seqs)
-    .bind(tasks)
-    .bind(stages)
-    .bind(kinds)
-    .bind(compensable)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
 
     let (state, changes) = new.plan_creation()?;
     let mut notices = apply(
@@ -126,12 +78,92 @@ pub async fn counts(conn: &mut PgConnection) -> StoreResult<Vec<(OnboardingStatu
         .collect()
 }
 
-/// Reserves an idempotency key for this create, or answers from the request that holds it.
+/// Reserves the idempotency key (if any) and inserts the onboarding and its steps, in one
+/// statement; `false` when the key was already reserved, and nothing was inserted.
 ///
-/// The insert waits while another transaction holds an uncommitted reservation of the same
-/// key; once that one commits, the insert does nothing and the earlier response is read
-/// (a new statement sees the commit at `READ COMMITTED`). So concurrent creates with one key
-/// make exactly one onboarding, and every other one replays it.
+/// The key's insert waits while another transaction holds an uncommitted reservation of the
+/// same key; once that one commits, the insert does nothing and [`replay`] reads the earlier
+/// response (a new statement sees the commit at `READ COMMITTED`). So concurrent creates with
+/// one key make exactly one onboarding, and every other one replays it. One statement rather
+/// than three, because every create pays for each round trip (see `crate::batch`); the steps'
+/// foreign key is checked at the end of the statement, when the onboarding row exists.
+async fn insert(
+    conn: &mut PgConnection,
+    new: &NewOnboarding,
+    idempotency: Option<&IdempotencyClaim>,
+) -> StoreResult<bool> {
+    let total_steps = u32::try_from(new.steps.len())
+        .map_err(|_| StoreError::InvalidTransition("too many steps".into()))?;
+    let mut ids = Vec::with_capacity(new.steps.len());
+    let mut seqs = Vec::with_capacity(new.steps.len());
+    let (mut tasks, mut stages, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
+    let mut compensable = Vec::with_capacity(new.steps.len());
+    for (seq, step) in (1..=total_steps).zip(&new.steps) {
+        ids.push(StepId::new().as_str().to_owned());
+        seqs.push(int(seq)?);
+        tasks.push(step.task.as_str());
+        stages.push(step.stage.as_str());
+        kinds.push(step.kind.as_str());
+        compensable.push(step.compensable);
+    }
+    let first_stage = new.steps.first().map(|s| s.stage.as_str()).ok_or_else(|| {
+        StoreError::InvalidTransition("an onboarding needs at least one step".into())
+    })?;
+    let inserted: bool = sqlx::query_scalar(
+        "WITH k AS (
+           INSERT INTO idempotency_keys (scope, key, request_hash, onboarding_id, created_at)
+           SELECT $13::text, $14::text, $15::text, $1::text, $11::bigint
+           WHERE $13::text IS NOT NULL
+           ON CONFLICT (scope, key) DO NOTHING
+           RETURNING 1
+         ),
+         o AS (
+           INSERT INTO onboardings (id, customer, customer_name, customer_email, customer_ref,
+               template_name, template_version, status, stage, current_seq, total_steps,
+               priority, created_at, updated_at, on_failure)
+           SELECT $1, $2, $3, $4, $5, $6, $7, 'pending', $8, 1, $9, $10, $11, $11, $12
+           WHERE $13::text IS NULL OR EXISTS (SELECT 1 FROM k)
+           RETURNING 1
+         ),
+         s AS (
+           INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority,
+                              compensable)
+           SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, 'pending', $10, s.compensable
+           FROM unnest($16::text[], $17::int[], $18::text[], $19::text[], $20::text[],
+                       $21::bool[]) AS s(id, seq, task, stage, kind, compensable)
+           WHERE EXISTS (SELECT 1 FROM o)
+         )
+         SELECT EXISTS (SELECT 1 FROM o)",
+    )
+    .bind(new.id.as_str())
+    .bind(Json(&new.customer))
+    .bind(&new.customer.name)
+    .bind(&new.customer.email)
+    .bind(new.customer.external_ref.as_deref())
+    .bind(new.template.as_ref().map(|t| t.name.as_str()))
+    .bind(new.template.as_ref().map(|t| int(t.version)).transpose()?)
+    .bind(first_stage)
+    .bind(int(total_steps)?)
+    .bind(i16::from(new.priority))
+    .bind(new.now.0)
+    .bind(new.on_failure.as_str())
+    .bind(idempotency.map(|c| c.scope.as_str()))
+    .bind(idempotency.map(|c| c.key.as_str()))
+    .bind(idempotency.map(|c| c.request_hash.as_str()))
+    .bind(ids)
+    .bind(seqs)
+    .bind(tasks)
+    .bind(stages)
+    .bind(kinds)
+    .bind(compensable)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(inserted)
+}
+
+/// Reserves an idempotency key for this create, or answers from the request that holds it
+/// (see [`insert`], which does the same together with the inserts).
 async fn reserve_key(
     conn: &mut PgConnection,
     claim: &IdempotencyClaim,
@@ -154,6 +186,12 @@ async fn reserve_key(
     if reserved == 1 {
         return Ok(None);
     }
+    replay(conn, claim).await.map(Some)
+}
+
+/// The answer to the earlier request that holds the key: a replay of it, or
+/// [`StoreError::IdempotencyKeyReused`] when that request was a different one.
+async fn replay(conn: &mut PgConnection, claim: &IdempotencyClaim) -> StoreResult<Created> {
     let row = sqlx::query(
         "SELECT request_hash, response FROM idempotency_keys WHERE scope = $1 AND key = $2",
     )
@@ -178,7 +216,7 @@ async fn reserve_key(
             claim.key
         ))
     })?;
-    Ok(Some(Created::Replayed(record)))
+    Ok(Created::Replayed(record))
 }
 
 const ONBOARDING_COLUMNS: &str = "id, customer, template_name, template_version, status, stage,

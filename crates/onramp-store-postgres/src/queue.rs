@@ -18,8 +18,8 @@ use onramp_core::step::StepStatus;
 use onramp_core::time::Millis;
 use onramp_core::{OnboardingId, StageName, StepId, StepSeq};
 use onramp_store::*;
+use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
-use sqlx::{Acquire, PgConnection};
 use std::time::Duration;
 
 /// Claims up to `limit` due steps of `stage`.
@@ -150,7 +150,8 @@ pub async fn finish(conn: &mut PgConnection, f: StepFinish) -> StoreResult<Notic
 /// Carries out a batch of decisions with a few statements in all (see [`batch`]); each
 /// decision whose guard no longer holds gets its own error, as on the one-at-a-time path.
 /// `None` when the batch cannot go this way (an onboarding appears twice, or a write missed
-/// its compare-and-set); the caller then goes one at a time — nothing of this was written.
+/// its compare-and-set); the caller then rolls the transaction back — part of the batch may
+/// have been written — and goes one at a time in a new one.
 pub async fn finish_all(
     conn: &mut PgConnection,
     finishes: &[StepFinish],
@@ -218,15 +219,12 @@ pub async fn finish_all(
         }
     }
 
-    let mut savepoint = conn.begin().await.map_err(db_error)?;
-    match batch::apply_all(&mut savepoint, planned).await {
-        Ok(notices) => {
-            savepoint.commit().await.map_err(db_error)?;
-            Ok(Some((results, notices)))
-        }
+    // No savepoint around the write: with every onboarding locked since the read, a missed
+    // compare-and-set is all but impossible, and a savepoint costs two round trips a batch.
+    match batch::apply_all(conn, planned).await {
+        Ok(notices) => Ok(Some((results, notices))),
         Err(StoreError::Conflict(why)) => {
             tracing::debug!(%why, "batched finish missed; finishing one at a time");
-            savepoint.rollback().await.map_err(db_error)?;
             Ok(None)
         }
         Err(e) => Err(e),

@@ -480,3 +480,19 @@ async fn the_store_recovers_after_its_connections_are_killed() {
         );
     }
 }
+
+/// Every connection plans each statement for its parameters: a generic plan made while the
+/// tables were empty would scan `steps` in full on every batch write (see `SESSION_OPTIONS`
+/// in `store.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_plan_each_statement_for_its_parameters() {
+    let Some(db) = FreshDatabase::from_env().await else {
+        return;
+    };
+    let store = open(&db).await;
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+        .fetch_one(store.pool())
+        .await
+        .expect("show");
+    assert_eq!(mode, "force_custom_plan");
+}
