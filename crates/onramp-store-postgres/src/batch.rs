@@ -189,17 +189,44 @@ struct OnboardingColumns {
 
 /// Columns of the audit rows.
 #[derive(Default)]
-struct AuditColumns {
-    onboarding_id: Vec<String>,
-    seq: Vec<i64>,
-    at: Vec<i64>,
-    actor: Vec<String>,
-    action: Vec<String>,
-    from: Vec<Option<String>>,
-    to: Vec<Option<String>>,
-    detail: Vec<String>,
-    prev_hash: Vec<String>,
-    hash: Vec<String>,
+pub(crate) struct AuditColumns {
+    pub onboarding_id: Vec<String>,
+    pub seq: Vec<i64>,
+    pub at: Vec<i64>,
+    pub actor: Vec<String>,
+    pub action: Vec<String>,
+    pub from: Vec<Option<String>>,
+    pub to: Vec<Option<String>>,
+    pub detail: Vec<String>,
+    pub prev_hash: Vec<String>,
+    pub hash: Vec<String>,
+}
+
+impl AuditColumns {
+    /// Appends `records` to the chain of onboarding `id` that ends at `head`.
+    pub fn chain(
+        &mut self,
+        id: &OnboardingId,
+        head: &mut AuditHead,
+        records: Vec<audit::AuditRecord>,
+    ) -> StoreResult<()> {
+        for record in records {
+            let e = audit::chain(head, record);
+            self.onboarding_id.push(id.as_str().to_owned());
+            self.seq.push(i64::try_from(e.seq).map_err(|_| {
+                StoreError::Internal(format!("audit sequence {} is out of range", e.seq))
+            })?);
+            self.at.push(e.at.0);
+            self.actor.push(e.actor);
+            self.action.push(e.action);
+            self.from.push(e.from);
+            self.to.push(e.to);
+            self.detail.push(e.detail.to_string());
+            self.prev_hash.push(e.prev_hash);
+            self.hash.push(e.hash);
+        }
+        Ok(())
+    }
 }
 
 /// Writes every plan in one statement: the step updates, the onboarding updates, the audit
@@ -281,21 +308,7 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
                 status: row.to,
             });
         }
-        for record in changes.audit {
-            let e = audit::chain(&mut head, record);
-            audits.onboarding_id.push(state.id.as_str().to_owned());
-            audits.seq.push(i64::try_from(e.seq).map_err(|_| {
-                StoreError::Internal(format!("audit sequence {} is out of range", e.seq))
-            })?);
-            audits.at.push(e.at.0);
-            audits.actor.push(e.actor);
-            audits.action.push(e.action);
-            audits.from.push(e.from);
-            audits.to.push(e.to);
-            audits.detail.push(e.detail.to_string());
-            audits.prev_hash.push(e.prev_hash);
-            audits.hash.push(e.hash);
-        }
+        audits.chain(&state.id, &mut head, changes.audit)?;
         for change in changes.dead_letters {
             dead_letters.push((state.clone(), change, now));
         }
@@ -331,12 +344,12 @@ pub async fn apply_all(conn: &mut PgConnection, planned: Vec<Planned>) -> StoreR
 
 /// Columns of the outbox rows, in their given order.
 #[derive(Default)]
-struct OutboxColumns {
-    id: Vec<String>,
-    kind: Vec<&'static str>,
-    onboarding_id: Vec<String>,
-    at: Vec<i64>,
-    data: Vec<String>,
+pub(crate) struct OutboxColumns {
+    pub id: Vec<String>,
+    pub kind: Vec<&'static str>,
+    pub onboarding_id: Vec<String>,
+    pub at: Vec<i64>,
+    pub data: Vec<String>,
 }
 
 impl From<Vec<NewEvent>> for OutboxColumns {

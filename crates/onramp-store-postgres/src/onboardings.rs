@@ -1,70 +1,64 @@
 //! Onboardings: create (with idempotency), read, list, audit chain, and the locked snapshots
 //! the planner works from.
 
-use crate::apply::{Leases, apply};
+use crate::apply::storable_text;
+use crate::batch::{AuditColumns, OutboxColumns};
 use crate::db_error;
 use crate::rows::*;
 use crate::store::Notices;
 use onramp_core::audit::{AuditEntry, AuditHead, GENESIS};
 use onramp_core::onboarding::OnboardingStatus;
-use onramp_core::plan::{OnboardingState, StepState};
+use onramp_core::plan::{Changes, OnboardingState, StepState};
 use onramp_core::{OnboardingId, StepId, StepSeq};
 use onramp_store::*;
 use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 
-/// Creates an onboarding (or replays the answer to an earlier identical request).
+/// Creates an onboarding (or replays the answer to an earlier identical request) with one
+/// statement, so that on a connection outside a transaction it is one round trip and one
+/// commit: the rows are inserted as the creation plan leaves them (see
+/// [`NewOnboarding::created_record`]), and the idempotency key is stored with its answer.
 pub async fn create(
     conn: &mut PgConnection,
     new: NewOnboarding,
     idempotency: Option<IdempotencyClaim>,
 ) -> StoreResult<(Created, Notices)> {
-    if new.steps.is_empty() {
-        // Refused, unless the key answers from an earlier request.
-        if let Some(claim) = &idempotency
-            && let Some(earlier) = reserve_key(conn, claim, &new).await?
-        {
-            return Ok((earlier, Notices::default()));
-        }
-        return Err(StoreError::InvalidTransition(
-            "an onboarding needs at least one step".into(),
-        ));
-    }
-    if !insert(conn, &new, idempotency.as_ref()).await? {
+    let (_, changes) = new.plan_creation()?;
+    let record = new.created_record(new.steps.iter().map(|_| StepId::new()).collect(), &changes)?;
+    if !insert(conn, &new, &record, &changes, idempotency.as_ref()).await? {
         let claim = idempotency.as_ref().ok_or_else(|| {
             StoreError::Internal("an onboarding without a key was not inserted".into())
         })?;
         return Ok((replay(conn, claim).await?, Notices::default()));
     }
-
-    let (state, changes) = new.plan_creation()?;
-    let mut notices = apply(
-        conn,
-        &state,
-        AuditHead::genesis(),
-        changes,
-        new.now,
-        Leases::default(),
-    )
-    .await?;
-    // The onboarding row itself did not change status; announce its creation.
-    notices.changed.push(Changed {
-        id: new.id.clone(),
-        status: OnboardingStatus::Pending,
-    });
-
-    let record = get(conn, &new.id).await?;
-    if let Some(claim) = idempotency {
-        sqlx::query("UPDATE idempotency_keys SET response = $1 WHERE scope = $2 AND key = $3")
-            .bind(Json(&record))
-            .bind(&claim.scope)
-            .bind(&claim.key)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
+    let notices = Notices {
+        wake: changes.wake,
+        changed: vec![Changed {
+            id: new.id.clone(),
+            status: OnboardingStatus::Pending,
+        }],
+        published: false,
+    };
     Ok((Created::New(record), notices))
+}
+
+/// Refuses an onboarding without steps, unless its idempotency key answers from an earlier
+/// request. Runs in a transaction the caller rolls back: the key is reserved only to wait
+/// for a request that holds it and has not committed yet.
+pub async fn refuse_empty(
+    conn: &mut PgConnection,
+    new: &NewOnboarding,
+    idempotency: Option<&IdempotencyClaim>,
+) -> StoreResult<Created> {
+    if let Some(claim) = idempotency
+        && let Some(earlier) = reserve_key(conn, claim, new).await?
+    {
+        return Ok(earlier);
+    }
+    Err(StoreError::InvalidTransition(
+        "an onboarding needs at least one step".into(),
+    ))
 }
 
 /// Onboardings per status.
@@ -78,41 +72,49 @@ pub async fn counts(conn: &mut PgConnection) -> StoreResult<Vec<(OnboardingStatu
         .collect()
 }
 
-/// Reserves the idempotency key (if any) and inserts the onboarding and its steps, in one
-/// statement; `false` when the key was already reserved, and nothing was inserted.
+/// Reserves the idempotency key (if any) with its answer, and inserts the onboarding, its
+/// steps, audit entries and events, in one statement; `false` when the key was already
+/// reserved, and nothing was inserted.
 ///
 /// The key's insert waits while another transaction holds an uncommitted reservation of the
 /// same key; once that one commits, the insert does nothing and [`replay`] reads the earlier
 /// response (a new statement sees the commit at `READ COMMITTED`). So concurrent creates with
-/// one key make exactly one onboarding, and every other one replays it. One statement rather
-/// than three, because every create pays for each round trip (see `crate::batch`); the steps'
-/// foreign key is checked at the end of the statement, when the onboarding row exists.
+/// one key make exactly one onboarding, and every other one replays it. The foreign keys of
+/// steps, audit and outbox rows are checked at the end of the statement, when the onboarding
+/// row exists.
 async fn insert(
     conn: &mut PgConnection,
     new: &NewOnboarding,
+    record: &OnboardingRecord,
+    changes: &Changes,
     idempotency: Option<&IdempotencyClaim>,
 ) -> StoreResult<bool> {
-    let total_steps = u32::try_from(new.steps.len())
-        .map_err(|_| StoreError::InvalidTransition("too many steps".into()))?;
-    let mut ids = Vec::with_capacity(new.steps.len());
-    let mut seqs = Vec::with_capacity(new.steps.len());
-    let (mut tasks, mut stages, mut kinds) = (Vec::new(), Vec::new(), Vec::new());
-    let mut compensable = Vec::with_capacity(new.steps.len());
-    for (seq, step) in (1..=total_steps).zip(&new.steps) {
-        ids.push(StepId::new().as_str().to_owned());
-        seqs.push(int(seq)?);
-        tasks.push(step.task.as_str());
-        stages.push(step.stage.as_str());
-        kinds.push(step.kind.as_str());
-        compensable.push(step.compensable);
+    let first_stage = record.stage.as_ref().map(|s| s.as_str());
+    let mut steps = NewStepColumns::default();
+    for step in &record.steps {
+        let change = changes.steps.iter().find(|c| c.seq == step.seq);
+        steps.id.push(step.id.as_str());
+        steps.seq.push(int(step.seq.0)?);
+        steps.task.push(step.task.as_str());
+        steps.stage.push(step.stage.as_str());
+        steps.kind.push(step.kind.as_str());
+        steps.status.push(step.status.as_str());
+        steps
+            .available_at
+            .push(change.and_then(|c| c.available_at).map(|m| m.0));
+        steps
+            .queued_at
+            .push(change.filter(|c| c.enqueued).map(|_| new.now.0));
     }
-    let first_stage = new.steps.first().map(|s| s.stage.as_str()).ok_or_else(|| {
-        StoreError::InvalidTransition("an onboarding needs at least one step".into())
-    })?;
+    steps.compensable = new.steps.iter().map(|s| s.compensable).collect();
+    let mut audits = AuditColumns::default();
+    audits.chain(&new.id, &mut AuditHead::genesis(), changes.audit.clone())?;
+    let events = OutboxColumns::from(changes.events.clone());
     let inserted: bool = sqlx::query_scalar(
         "WITH k AS (
-           INSERT INTO idempotency_keys (scope, key, request_hash, onboarding_id, created_at)
-           SELECT $13::text, $14::text, $15::text, $1::text, $11::bigint
+           INSERT INTO idempotency_keys (scope, key, request_hash, onboarding_id, created_at,
+                                         response)
+           SELECT $13::text, $14::text, $15::text, $1::text, $11::bigint, $16::jsonb
            WHERE $13::text IS NOT NULL
            ON CONFLICT (scope, key) DO NOTHING
            RETURNING 1
@@ -120,18 +122,40 @@ async fn insert(
          o AS (
            INSERT INTO onboardings (id, customer, customer_name, customer_email, customer_ref,
                template_name, template_version, status, stage, current_seq, total_steps,
-               priority, created_at, updated_at, on_failure)
-           SELECT $1, $2, $3, $4, $5, $6, $7, 'pending', $8, 1, $9, $10, $11, $11, $12
+               priority, created_at, updated_at, on_failure, succeeded_steps, error,
+               retry_available, completed_at)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $39, $8, $40, $9, $10, $11, $11, $12, $41, $42,
+                  $43, $44
            WHERE $13::text IS NULL OR EXISTS (SELECT 1 FROM k)
            RETURNING 1
          ),
          s AS (
            INSERT INTO steps (id, onboarding_id, seq, task, stage, kind, status, priority,
-                              compensable)
-           SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, 'pending', $10, s.compensable
-           FROM unnest($16::text[], $17::int[], $18::text[], $19::text[], $20::text[],
-                       $21::bool[]) AS s(id, seq, task, stage, kind, compensable)
+                              compensable, available_at, queued_at)
+           SELECT s.id, $1, s.seq, s.task, s.stage, s.kind, s.status, $10, s.compensable,
+                  s.available_at, s.queued_at
+           FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::text[],
+                       $22::text[], $23::bool[], $24::bigint[], $25::bigint[])
+                AS s(id, seq, task, stage, kind, status, compensable, available_at, queued_at)
            WHERE EXISTS (SELECT 1 FROM o)
+         ),
+         a AS (
+           INSERT INTO audit (onboarding_id, seq, at, actor, action, from_state, to_state,
+                              detail, prev_hash, hash)
+           SELECT $1, a.seq, a.at, a.actor, a.action, a.from_state, a.to_state,
+                  a.detail::json, a.prev_hash, a.hash
+           FROM unnest($26::bigint[], $27::bigint[], $28::text[], $29::text[], $30::text[],
+                       $31::text[], $32::text[], $33::text[], $34::text[])
+                AS a(seq, at, actor, action, from_state, to_state, detail, prev_hash, hash)
+           WHERE EXISTS (SELECT 1 FROM o)
+         ),
+         e AS (
+           INSERT INTO outbox (id, type, onboarding_id, at, data)
+           SELECT e.id, e.type, $1, e.at, e.data::jsonb
+           FROM unnest($35::text[], $36::text[], $37::bigint[], $38::text[])
+                WITH ORDINALITY AS e(id, type, at, data, position)
+           WHERE EXISTS (SELECT 1 FROM o)
+           ORDER BY e.position
          )
          SELECT EXISTS (SELECT 1 FROM o)",
     )
@@ -143,23 +167,60 @@ async fn insert(
     .bind(new.template.as_ref().map(|t| t.name.as_str()))
     .bind(new.template.as_ref().map(|t| int(t.version)).transpose()?)
     .bind(first_stage)
-    .bind(int(total_steps)?)
+    .bind(int(record.total_steps)?)
     .bind(i16::from(new.priority))
     .bind(new.now.0)
     .bind(new.on_failure.as_str())
     .bind(idempotency.map(|c| c.scope.as_str()))
     .bind(idempotency.map(|c| c.key.as_str()))
     .bind(idempotency.map(|c| c.request_hash.as_str()))
-    .bind(ids)
-    .bind(seqs)
-    .bind(tasks)
-    .bind(stages)
-    .bind(kinds)
-    .bind(compensable)
+    .bind(idempotency.map(|_| Json(record)))
+    .bind(steps.id)
+    .bind(steps.seq)
+    .bind(steps.task)
+    .bind(steps.stage)
+    .bind(steps.kind)
+    .bind(steps.status)
+    .bind(steps.compensable)
+    .bind(steps.available_at)
+    .bind(steps.queued_at)
+    .bind(audits.seq)
+    .bind(audits.at)
+    .bind(audits.actor)
+    .bind(audits.action)
+    .bind(audits.from)
+    .bind(audits.to)
+    .bind(audits.detail)
+    .bind(audits.prev_hash)
+    .bind(audits.hash)
+    .bind(events.id)
+    .bind(events.kind)
+    .bind(events.at)
+    .bind(events.data)
+    .bind(record.status.as_str())
+    .bind(int(record.current_seq.0)?)
+    .bind(int(record.succeeded_steps)?)
+    .bind(record.error.as_deref().map(storable_text))
+    .bind(record.retry_available)
+    .bind(record.completed_at.map(|m| m.0))
     .fetch_one(&mut *conn)
     .await
     .map_err(db_error)?;
     Ok(inserted)
+}
+
+/// Columns of a new onboarding's steps.
+#[derive(Default)]
+struct NewStepColumns<'a> {
+    id: Vec<&'a str>,
+    seq: Vec<i32>,
+    task: Vec<&'a str>,
+    stage: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    status: Vec<&'static str>,
+    compensable: Vec<bool>,
+    available_at: Vec<Option<i64>>,
+    queued_at: Vec<Option<i64>>,
 }
 
 /// Reserves an idempotency key for this create, or answers from the request that holds it

@@ -150,9 +150,14 @@ impl PostgresStore {
         notices: Notices,
     ) -> StoreResult<()> {
         tx.commit().await.map_err(db_error)?;
+        self.announce(notices);
+        Ok(())
+    }
+
+    /// Tells other processes and this one about a committed write.
+    fn announce(&self, notices: Notices) {
         self.announcer.announce(&notices);
         notices.send(&self.signals);
-        Ok(())
     }
 
     async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -270,9 +275,16 @@ impl Store for PostgresStore {
         new: NewOnboarding,
         idempotency: Option<IdempotencyClaim>,
     ) -> StoreResult<Created> {
-        let mut tx = self.begin().await?;
-        let (created, notices) = onboardings::create(&mut tx, new, idempotency).await?;
-        self.commit(tx, notices).await?;
+        if new.steps.is_empty() {
+            let mut tx = self.begin().await?;
+            let refused = onboardings::refuse_empty(&mut tx, &new, idempotency.as_ref()).await;
+            tx.rollback().await.map_err(db_error)?;
+            return refused;
+        }
+        // One statement, committed on its own: no transaction to open or close.
+        let (created, notices) =
+            onboardings::create(&mut *self.connection().await?, new, idempotency).await?;
+        self.announce(notices);
         Ok(created)
     }
 

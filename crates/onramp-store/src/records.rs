@@ -96,6 +96,111 @@ impl NewOnboarding {
         let changes = plan::created(&state, &first, self.now, &self.actor, detail)?;
         Ok((state, changes))
     }
+
+    /// The onboarding exactly as its creation leaves it: `changes` (from
+    /// [`plan_creation`](Self::plan_creation)) applied to the new rows, with these step ids.
+    /// A store that inserts this state directly has nothing to update or read back.
+    ///
+    /// Creation moves steps out of `pending` and sets the onboarding's fields (and writes
+    /// audit entries and events); a plan that does more (claims or finishes a step, opens a
+    /// task, dead-letters) is refused as a bug, since this record would not show it.
+    pub fn created_record(
+        &self,
+        step_ids: Vec<StepId>,
+        changes: &Changes,
+    ) -> Result<OnboardingRecord, StoreError> {
+        use onramp_core::plan::ErrorUpdate;
+        let unexpected = |what: &str| {
+            StoreError::Internal(format!(
+                "the creation plan {what}; a create cannot write that"
+            ))
+        };
+        if !changes.new_tasks.is_empty()
+            || !changes.close_tasks.is_empty()
+            || !changes.dead_letters.is_empty()
+        {
+            return Err(unexpected("opens or closes tasks or dead letters"));
+        }
+        if step_ids.len() != self.steps.len() {
+            return Err(StoreError::Internal(format!(
+                "{} step ids for {} steps",
+                step_ids.len(),
+                self.steps.len()
+            )));
+        }
+        let mut steps: Vec<StepRecord> = step_ids
+            .into_iter()
+            .zip(&self.steps)
+            .zip(1..)
+            .map(|((id, step), seq)| StepRecord {
+                id,
+                seq: StepSeq(seq),
+                task: step.task.clone(),
+                stage: step.stage.clone(),
+                kind: step.kind.clone(),
+                status: StepStatus::Pending,
+                attempts: 0,
+                assignee: None,
+                scheduled_for: None,
+                output: None,
+                error: None,
+                started_at: None,
+                finished_at: None,
+            })
+            .collect();
+        for change in &changes.steps {
+            let step = steps
+                .iter_mut()
+                .find(|s| s.seq == change.seq)
+                .ok_or_else(|| unexpected("changes a step that does not exist"))?;
+            if change.claimed || change.from != step.status {
+                return Err(unexpected(
+                    "claims a step or moves one from a status it lacks",
+                ));
+            }
+            if change.output.is_some()
+                || change.finished_at.is_some()
+                || matches!(change.error, ErrorUpdate::Set(_))
+            {
+                return Err(unexpected("gives a step an output, an error or an end"));
+            }
+            step.status = change.to;
+        }
+        let mut record = OnboardingRecord {
+            id: self.id.clone(),
+            customer: self.customer.clone(),
+            template: self.template.clone(),
+            status: OnboardingStatus::Pending,
+            stage: self.steps.first().map(|s| s.stage.clone()),
+            current_seq: StepSeq(1),
+            succeeded_steps: 0,
+            total_steps: u32::try_from(steps.len())
+                .map_err(|_| StoreError::InvalidTransition("too many steps".into()))?,
+            priority: self.priority,
+            error: None,
+            retry_available: false,
+            created_at: self.now,
+            updated_at: self.now,
+            completed_at: None,
+            steps,
+        };
+        if let Some(row) = &changes.onboarding {
+            if row.from != record.status {
+                return Err(unexpected("moves the onboarding from a status it lacks"));
+            }
+            record.status = row.to;
+            record.stage = row.stage.clone();
+            record.current_seq = row.current_seq;
+            record.succeeded_steps = row.succeeded_steps;
+            record.retry_available = row.retry_available;
+            record.completed_at = row.finished_at;
+            match &row.error {
+                ErrorUpdate::Keep | ErrorUpdate::Clear => {}
+                ErrorUpdate::Set(e) => record.error = Some(e.clone()),
+            }
+        }
+        Ok(record)
+    }
 }
 
 /// Refuses a retry or replay of an onboarding that has nothing to replay: only a failed
