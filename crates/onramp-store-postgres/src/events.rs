@@ -376,7 +376,8 @@ pub async fn claim_deliveries(
     .await
     .map_err(db_error)?;
     let events = sqlx::query(
-        "SELECT seq, id, type, onboarding_id, at, data FROM outbox WHERE seq = ANY($1)",
+        "SELECT o.seq, o.id, o.type, o.onboarding_id, o.at, o.data
+         FROM unnest($1::bigint[]) AS k(seq) JOIN outbox o ON o.seq = k.seq",
     )
     .bind(&event_seqs)
     .fetch_all(&mut *conn)

@@ -167,11 +167,14 @@ pub async fn finish_all(
         return Ok(None);
     }
     // Every onboarding's lock, in id order: the lock order of all multi-onboarding writes.
-    sqlx::query("SELECT id FROM onboardings WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    sqlx::query(
+        "SELECT o.id FROM unnest($1::text[]) AS k(id) JOIN onboardings o ON o.id = k.id
+         ORDER BY o.id FOR UPDATE OF o",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
     let keys: Vec<(OnboardingId, StepSeq)> = finishes
         .iter()
         .map(|f| (f.step.onboarding_id.clone(), f.step.seq))

@@ -38,19 +38,21 @@ const BEGIN_CLAIM: &str =
 /// Reads of several statements see one snapshot (an onboarding and its steps agree).
 const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
-/// Settings of every connection.
+/// Settings of every connection: plan joins as nested loops only, no hash or merge joins.
 ///
-/// `plan_cache_mode = force_custom_plan`: each execution of a prepared statement is planned
-/// for its actual parameters. PostgreSQL otherwise switches a statement to a
-/// generic plan after five executions and keeps it for the life of the connection (until the
-/// table is next analyzed). On a new database those five executions see empty, never-analyzed
-/// tables, so the generic plan of every batch write (`UPDATE steps ... FROM unnest(...)`) is a
-/// sequential scan with a hash join, and it stays one as the tables grow. Measured on a fresh
-/// database, W1 (2,000 onboardings) read 14 million `steps` tuples in 4,400 sequential scans,
-/// one per batch update, at about 300 steps/s on a busy machine. A custom plan costs a
-/// fraction of a millisecond per statement and sees the array lengths and the tables' real
-/// sizes, so the updates go through the primary key.
-const SESSION_OPTIONS: [(&str, &str); 1] = [("plan_cache_mode", "force_custom_plan")];
+/// Every statement of this store reaches its rows through a key: a batch write joins an
+/// `unnest` of a few ids to rows found through an index, and the joins of the reads are paged
+/// lookups by key. PostgreSQL keeps a prepared statement's generic plan, made after its fifth
+/// execution, for the life of the connection. Made while the tables were empty (a new
+/// database), that plan was a hash join over a sequential scan, and it stayed one as the
+/// tables grew: a W1 run on a fresh database read `steps` in full 4,400 times. A nested loop
+/// over the key's index is the right plan at any size; with the other join methods off the
+/// generic plan is that from the start, whatever the statistics say or lack. Planning every
+/// execution instead (`plan_cache_mode = force_custom_plan`, which this replaced) took about a
+/// third of PostgreSQL's CPU, the foreign key checks' queries included. The settings hold for
+/// this store's connections only, not for other users of the database.
+const SESSION_OPTIONS: [(&str, &str); 2] =
+    [("enable_hashjoin", "off"), ("enable_mergejoin", "off")];
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -124,6 +126,19 @@ impl PostgresStore {
             origin,
             _listener: listener,
         })
+    }
+
+    /// Stops listening and closes every connection, waiting for those in use to be returned.
+    pub async fn close(self) {
+        let PostgresStore {
+            pool,
+            queue_pool,
+            _listener,
+            ..
+        } = self;
+        drop(_listener);
+        queue_pool.close().await;
+        pool.close().await;
     }
 
     /// The connection pool (for tests and tools that need plain SQL).
