@@ -10,7 +10,9 @@
 //! for microseconds). A notification is only a hint: one lost to a crash between the commit
 //! and the send costs the listener a poll interval, never data.
 
-use crate::listener::{CHANGED_CHANNEL, ChangedPayload, PUBLISHED_CHANNEL, WAKE_CHANNEL};
+use crate::listener::{
+    CHANGED_CHANNEL, ChangedPayload, PUBLISHED_CHANNEL, WAKE_CHANNEL, WakePayload,
+};
 use crate::store::Notices;
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -44,7 +46,16 @@ impl Announcer {
     /// Queues the notifications of a committed transaction.
     pub fn announce(&self, notices: &Notices) {
         for stage in notices.distinct_wakes() {
-            let _ = self.queue.send((WAKE_CHANNEL, stage.as_str().to_owned()));
+            let payload = WakePayload {
+                stage: stage.as_str().to_owned(),
+                origin: self.origin.clone(),
+            };
+            match serde_json::to_string(&payload) {
+                Ok(json) => {
+                    let _ = self.queue.send((WAKE_CHANNEL, json));
+                }
+                Err(e) => tracing::debug!(error = %e, "could not encode a wake-up"),
+            }
         }
         for change in &notices.changed {
             let payload = ChangedPayload {
@@ -85,9 +96,8 @@ async fn send(pool: &PgPool, batch: &[Notification]) -> Result<(), sqlx::Error> 
         .iter()
         .map(|(channel, payload)| (*channel, payload.as_str()))
         .unzip();
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
         .await?;
     sqlx::query(
         "SELECT pg_notify(n.channel, n.payload)

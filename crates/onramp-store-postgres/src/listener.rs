@@ -26,6 +26,15 @@ pub const PUBLISHED_CHANNEL: &str = "onramp_published";
 /// Longest pause between reconnection attempts while the database is down.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
+/// A stage's wake-up as announced to other processes.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WakePayload {
+    pub(crate) stage: String,
+    /// The announcing store instance: it has already woken its own workers, and a second
+    /// wake-up would only send them claiming again for nothing.
+    pub(crate) origin: String,
+}
+
 /// An onboarding change as announced to other processes.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ChangedPayload {
@@ -88,11 +97,10 @@ async fn listen(mut listener: PgListener, signals: Arc<Signals>, origin: Arc<str
 
 fn dispatch(notification: &PgNotification, signals: &Signals, origin: &str) {
     match notification.channel() {
-        WAKE_CHANNEL => match notification.payload().parse::<StageName>() {
-            Ok(stage) => signals.wake(&stage),
-            Err(e) => {
-                tracing::debug!(payload = notification.payload(), error = %e, "ignoring a bad wake-up")
-            }
+        WAKE_CHANNEL => match parse_wake(notification.payload()) {
+            Some((stage, from)) if from.as_deref() != Some(origin) => signals.wake(&stage),
+            Some(_) => {}
+            None => tracing::debug!(payload = notification.payload(), "ignoring a bad wake-up"),
         },
         CHANGED_CHANNEL => match parse_changed(notification.payload()) {
             Some((change, from)) if from != origin => signals.changed(change),
@@ -104,6 +112,15 @@ fn dispatch(notification: &PgNotification, signals: &Signals, origin: &str) {
         },
         PUBLISHED_CHANNEL => signals.published(),
         _ => {}
+    }
+}
+
+/// A wake-up's stage and origin. Versions before the origin was sent announce the bare stage
+/// name, which is still heard (without an origin, it is never this process's own).
+fn parse_wake(payload: &str) -> Option<(StageName, Option<String>)> {
+    match serde_json::from_str::<WakePayload>(payload) {
+        Ok(wake) => Some((wake.stage.parse().ok()?, Some(wake.origin))),
+        Err(_) => Some((payload.parse().ok()?, None)),
     }
 }
 
@@ -132,5 +149,21 @@ mod tests {
         assert_eq!(change.status, OnboardingStatus::Running);
         assert_eq!(origin, "a");
         assert!(parse_changed("{\"id\":\"nope\"}").is_none());
+    }
+
+    #[test]
+    fn wake_ups_carry_their_origin_and_bare_stage_names_are_still_heard() {
+        let payload = serde_json::to_string(&WakePayload {
+            stage: "billing".into(),
+            origin: "a".into(),
+        })
+        .expect("json");
+        let (stage, origin) = parse_wake(&payload).expect("parses");
+        assert_eq!(stage.as_str(), "billing");
+        assert_eq!(origin.as_deref(), Some("a"));
+        let (stage, origin) = parse_wake("billing").expect("a bare stage name parses");
+        assert_eq!(stage.as_str(), "billing");
+        assert_eq!(origin, None);
+        assert!(parse_wake("not a stage!").is_none());
     }
 }
