@@ -46,32 +46,35 @@ impl Announcer {
     /// Queues the notifications of a committed transaction.
     pub fn announce(&self, notices: &Notices) {
         for stage in notices.distinct_wakes() {
-            let payload = WakePayload {
-                stage: stage.as_str().to_owned(),
-                origin: self.origin.clone(),
-            };
-            match serde_json::to_string(&payload) {
-                Ok(json) => {
-                    let _ = self.queue.send((WAKE_CHANNEL, json));
-                }
-                Err(e) => tracing::debug!(error = %e, "could not encode a wake-up"),
-            }
+            self.queue_json(
+                WAKE_CHANNEL,
+                &WakePayload {
+                    stage: stage.as_str().to_owned(),
+                    origin: self.origin.clone(),
+                },
+            );
         }
         for change in &notices.changed {
-            let payload = ChangedPayload {
-                id: change.id.as_str().to_owned(),
-                status: change.status.as_str().to_owned(),
-                origin: self.origin.clone(),
-            };
-            match serde_json::to_string(&payload) {
-                Ok(json) => {
-                    let _ = self.queue.send((CHANGED_CHANNEL, json));
-                }
-                Err(e) => tracing::debug!(error = %e, "could not encode a change notice"),
-            }
+            self.queue_json(
+                CHANGED_CHANNEL,
+                &ChangedPayload {
+                    id: change.id.as_str().to_owned(),
+                    status: change.status.as_str().to_owned(),
+                    origin: self.origin.clone(),
+                },
+            );
         }
         if notices.published {
             let _ = self.queue.send((PUBLISHED_CHANNEL, String::new()));
+        }
+    }
+
+    fn queue_json(&self, channel: &'static str, payload: &impl serde::Serialize) {
+        match serde_json::to_string(payload) {
+            Ok(json) => {
+                let _ = self.queue.send((channel, json));
+            }
+            Err(e) => tracing::debug!(error = %e, channel, "could not encode a notification"),
         }
     }
 }

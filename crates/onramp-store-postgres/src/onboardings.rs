@@ -24,16 +24,17 @@ pub async fn create(
     new: NewOnboarding,
     idempotency: Option<IdempotencyClaim>,
 ) -> StoreResult<(Created, Notices)> {
-    let (_, changes) = new.plan_creation()?;
+    let (_, mut changes) = new.plan_creation()?;
     let record = new.created_record(new.steps.iter().map(|_| StepId::new()).collect(), &changes)?;
-    if !insert(conn, &new, &record, &changes, idempotency.as_ref()).await? {
+    let wake = std::mem::take(&mut changes.wake);
+    if !insert(conn, &new, &record, changes, idempotency.as_ref()).await? {
         let claim = idempotency.as_ref().ok_or_else(|| {
             StoreError::Internal("an onboarding without a key was not inserted".into())
         })?;
         return Ok((replay(conn, claim).await?, Notices::default()));
     }
     let notices = Notices {
-        wake: changes.wake,
+        wake,
         changed: vec![Changed {
             id: new.id.clone(),
             status: OnboardingStatus::Pending,
@@ -80,13 +81,13 @@ pub async fn counts(conn: &mut PgConnection) -> StoreResult<Vec<(OnboardingStatu
 /// same key; once that one commits, the insert does nothing and [`replay`] reads the earlier
 /// response (a new statement sees the commit at `READ COMMITTED`). So concurrent creates with
 /// one key make exactly one onboarding, and every other one replays it. The foreign keys of
-/// steps, audit and outbox rows are checked at the end of the statement, when the onboarding
-/// row exists.
+/// the steps and audit rows are checked at the end of the statement, when the onboarding row
+/// exists.
 async fn insert(
     conn: &mut PgConnection,
     new: &NewOnboarding,
     record: &OnboardingRecord,
-    changes: &Changes,
+    changes: Changes,
     idempotency: Option<&IdempotencyClaim>,
 ) -> StoreResult<bool> {
     let first_stage = record.stage.as_ref().map(|s| s.as_str());
@@ -108,8 +109,8 @@ async fn insert(
     }
     steps.compensable = new.steps.iter().map(|s| s.compensable).collect();
     let mut audits = AuditColumns::default();
-    audits.chain(&new.id, &mut AuditHead::genesis(), changes.audit.clone())?;
-    let events = OutboxColumns::from(changes.events.clone());
+    audits.chain(&new.id, &mut AuditHead::genesis(), changes.audit)?;
+    let events = OutboxColumns::from(changes.events);
     let inserted: bool = sqlx::query_scalar(
         "WITH k AS (
            INSERT INTO idempotency_keys (scope, key, request_hash, onboarding_id, created_at,
